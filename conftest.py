@@ -14,6 +14,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402  (must come after the flag)
 
-_CACHE = os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache")
+_CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

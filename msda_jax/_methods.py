@@ -1,0 +1,151 @@
+"""Mixer factories, one per method: options in, pure mixer out.
+
+Reference: Park, Yun & Chun, "A Unified Analysis of Mixed Sample Data
+Augmentation: A Loss Function Perspective", NeurIPS 2022.
+"""
+
+import functools
+from typing import Optional
+
+from msda_jax import _compose
+from msda_jax import _masks
+from msda_jax._mixer import Mixer
+
+__all__ = ["mixup", "cutmix", "hmix", "gmix", "none"]
+
+_COMMON_ARGS = """
+  Args:
+    alpha: Beta(α, α) concentration for λ, > 0.
+    mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
+      or 'batch' (one for the batch).
+    prob: probability that a sample (the batch, in 'batch' mode; a pair, in
+      'pair' mode) is mixed at all; otherwise it is left exactly as it was.
+    partner: 'flip' (i with B-1-i), 'roll' (i with i-1) or 'permute' (keyed
+      random pairing).
+    label_smoothing: ε, applied to the targets before mixing.
+    num_classes: K, needed for integer labels."""
+
+
+def _build(mask_fn, name, *, alpha, mode, prob, partner, label_smoothing,
+           num_classes, extra="") -> Mixer:
+  sampler = _compose.method_sampler(mask_fn, alpha=alpha, prob=prob)
+  return Mixer(sampler, mode=mode, partner=partner,
+               label_smoothing=label_smoothing, num_classes=num_classes,
+               name=f"{name}(alpha={float(alpha):g}, prob={float(prob):g}{extra})")
+
+
+def mixup(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+          partner: str = "flip", label_smoothing: float = 0.0,
+          num_classes: Optional[int] = None) -> Mixer:
+  return _build(_masks.mixup_mask, "mixup", **locals())
+
+
+def cutmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+           partner: str = "flip", label_smoothing: float = 0.0,
+           num_classes: Optional[int] = None,
+           minmax: Optional[tuple[float, float]] = None) -> Mixer:
+  minmax = _masks.check_minmax(minmax)
+  mask_fn = functools.partial(_masks.cutmix_mask, minmax=minmax)
+  return _build(mask_fn, "cutmix", alpha=alpha, mode=mode, prob=prob,
+                partner=partner, label_smoothing=label_smoothing,
+                num_classes=num_classes,
+                extra="" if minmax is None else f", minmax={minmax}")
+
+
+def hmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+         partner: str = "flip", label_smoothing: float = 0.0,
+         num_classes: Optional[int] = None, r: float = 0.5) -> Mixer:
+  r = _masks.check_r(r)
+  mask_fn = functools.partial(_masks.hmix_mask, r=r)
+  return _build(mask_fn, "hmix", alpha=alpha, mode=mode, prob=prob,
+                partner=partner, label_smoothing=label_smoothing,
+                num_classes=num_classes, extra=f", r={r:g}")
+
+
+def gmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+         partner: str = "flip", label_smoothing: float = 0.0,
+         num_classes: Optional[int] = None) -> Mixer:
+  return _build(_masks.gmix_mask, "gmix", **locals())
+
+
+def none(*, mode: str = "elem", partner: str = "flip",
+         label_smoothing: float = 0.0,
+         num_classes: Optional[int] = None) -> Mixer:
+  """The pass-through mixer: images unchanged, labels made (B, K) and smoothed.
+
+  Use it for a baseline run with the same training code.
+
+  Args:
+    mode: accepted for symmetry with the other factories (and so the result
+      can join a :func:`choice`).
+    partner: likewise.
+    label_smoothing: ε, applied to the targets.
+    num_classes: K, needed for integer labels.
+  """
+  return Mixer(None, mode=mode, partner=partner,
+               label_smoothing=label_smoothing, num_classes=num_classes,
+               name="none")
+
+
+mixup.__doc__ = f"""Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018).
+
+  Every pixel gets weight λ. Returns a :class:`Mixer`.
+{_COMMON_ARGS}
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.mixup(alpha=0.2, num_classes=10))
+    >>> out = mix(jax.random.key(0), jnp.zeros((8, 32, 32, 3)), jnp.arange(8))
+    >>> out.images.shape, out.labels.shape
+    ((8, 32, 32, 3), (8, 10))
+  """
+
+cutmix.__doc__ = f"""CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong
+  Classifiers with Localizable Features", ICCV 2019).
+
+  A box of area ``(1 - λ) H W`` (clipped at the border) is pasted from the
+  partner; the label weight is the realised mask mean (timm's
+  ``correct_lam``). Returns a :class:`Mixer`.
+{_COMMON_ARGS}
+    minmax: optional ``(a, b)``: box sides uniform in ``[aH, bH)`` and
+      ``[aW, bW)``, box fully inside, λ ignored for the geometry (timm).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.cutmix(num_classes=10, partner='permute'))
+    >>> out = mix(jax.random.key(0), jnp.zeros((7, 32, 32, 3), jnp.uint8),
+    ...           jnp.arange(7))
+    >>> out.images.dtype, out.lam.shape
+    (dtype('uint8'), (7,))
+  """
+
+hmix.__doc__ = f"""HMix (Park, Yun & Chun, NeurIPS 2022): a CutMix box inside a Mixup blend.
+
+  The box has area ``r (1 - λ) H W``; outside it the images blend with ratio
+  ``μ = λ / λ_box``, so the label weight is exactly λ. Returns a
+  :class:`Mixer`.
+{_COMMON_ARGS}
+    r: share of ``1 - λ`` given to the box, in [0, 1] (0 is Mixup).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.hmix(r=0.5, num_classes=10))
+    >>> out = mix(jax.random.key(0), jnp.zeros((8, 24, 40, 1)), jnp.arange(8))
+    >>> out.mask.shape
+    (8, 24, 40)
+  """
+
+gmix.__doc__ = f"""GMix (Park, Yun & Chun, NeurIPS 2022): a Gaussian blob from the partner.
+
+  The image with the smaller share takes a soft Gaussian blob of area
+  ``min(λ, 1 - λ) H W`` at a random pixel; the label weight is the realised
+  mask mean. Non-square images work. Returns a :class:`Mixer`.
+{_COMMON_ARGS}
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.gmix(num_classes=10, mode='pair'))
+    >>> out = mix(jax.random.key(0), jnp.zeros((8, 32, 32, 3)), jnp.arange(8))
+    >>> bool((out.lam >= 0).all() & (out.lam <= 1).all())
+    True
+  """
