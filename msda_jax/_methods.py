@@ -81,6 +81,13 @@ def none(*, mode: str = "elem", partner: str = "flip",
     partner: likewise.
     label_smoothing: ε, applied to the targets.
     num_classes: K, needed for integer labels.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> out = msda_jax.none(num_classes=3)(jax.random.key(0),
+    ...                                    jnp.ones((2, 4, 4, 1)), jnp.array([0, 2]))
+    >>> out.labels.tolist(), bool((out.images == 1).all())
+    ([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], True)
   """
   return Mixer(None, mode=mode, partner=partner,
                label_smoothing=label_smoothing, num_classes=num_classes,

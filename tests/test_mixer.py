@@ -1,0 +1,315 @@
+"""Mixers: labels, λ, determinism, jit, modes, pairing, dtypes, prob, choice."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import msda_jax
+from msda_jax import _modes
+
+K = 5
+FACTORIES = {
+    "mixup": msda_jax.mixup,
+    "cutmix": msda_jax.cutmix,
+    "hmix": msda_jax.hmix,
+    "gmix": msda_jax.gmix,
+}
+MODES = ("batch", "pair", "elem")
+
+
+def _batch(b=6, h=12, w=10, c=3, dtype=jnp.float32, seed=0):
+  k1, k2 = jax.random.split(jax.random.key(seed))
+  images = jax.random.uniform(k1, (b, h, w, c))
+  if jnp.issubdtype(dtype, jnp.integer):
+    images = jnp.round(images * 255)
+  labels = jax.random.randint(k2, (b,), 0, K)
+  return images.astype(dtype), labels
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", sorted(FACTORIES))
+def test_images_labels_and_lam_follow_the_mask(method, mode):
+  mixer = FACTORIES[method](num_classes=K, mode=mode, label_smoothing=0.1,
+                            partner="permute")
+  images, labels = _batch()
+  out = jax.jit(mixer)(jax.random.key(1), images, labels)
+  mask = np.asarray(out.mask, np.float64)
+  partner = np.asarray(out.partner)
+  x = np.asarray(images, np.float64)
+  expected = mask[..., None] * x + (1 - mask[..., None]) * x[partner]
+  np.testing.assert_allclose(out.images, expected, atol=1e-6)
+  np.testing.assert_allclose(out.lam, mask.mean(axis=(1, 2)), atol=1e-6)
+  smooth = 0.9 * np.eye(K)[np.asarray(labels)] + 0.1 / K
+  lam = np.asarray(out.lam, np.float64)[:, None]
+  np.testing.assert_allclose(out.labels, lam * smooth + (1 - lam) * smooth[partner],
+                             atol=1e-6)
+  np.testing.assert_allclose(np.asarray(out.labels).sum(axis=1), 1.0, atol=1e-6)
+  # The permutation really is a permutation.
+  assert sorted(partner.tolist()) == list(range(len(partner)))
+
+
+def test_float_labels_soft_and_multilabel_pass_through():
+  images, _ = _batch(b=4)
+  multi = jnp.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], jnp.float32)
+  out = jax.jit(msda_jax.cutmix())(jax.random.key(0), images, multi)
+  lam = np.asarray(out.lam)[:, None]
+  np.testing.assert_allclose(out.labels, lam * multi + (1 - lam) * multi[::-1],
+                             atol=1e-6)
+
+
+def test_label_smoothing_is_off_by_default():
+  images, labels = _batch(b=1)
+  out = jax.jit(msda_jax.mixup(num_classes=K))(jax.random.key(0), images, labels)
+  np.testing.assert_array_equal(out.labels, np.eye(K)[np.asarray(labels)])
+
+
+def test_same_key_same_output_different_key_different_output():
+  mixer = jax.jit(msda_jax.gmix(num_classes=K))
+  images, labels = _batch()
+  a = mixer(jax.random.key(0), images, labels)
+  b = mixer(jax.random.key(0), images, labels)
+  c = mixer(jax.random.key(1), images, labels)
+  chex.assert_trees_all_equal(a, b)
+  assert not np.allclose(a.images, c.images)
+  assert not np.allclose(a.lam, c.lam)
+
+
+@pytest.mark.parametrize("method", sorted(FACTORIES))
+def test_jit_equals_eager(method):
+  mixer = FACTORIES[method](num_classes=K, partner="permute")
+  images, labels = _batch()
+  eager = mixer(jax.random.key(2), images, labels)
+  jitted = jax.jit(mixer)(jax.random.key(2), images, labels)
+  chex.assert_trees_all_close(eager, jitted, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", sorted(FACTORIES))
+def test_elem_mode_is_a_loop_over_samples(method):
+  mixer = FACTORIES[method](num_classes=K, mode="elem", prob=0.7)
+  images, labels = _batch(b=7)
+  key = jax.random.key(3)
+  out = jax.jit(mixer)(key, images, labels)
+  _, mask_key = jax.random.split(key)
+  keys = jax.random.split(mask_key, 7)
+  sampler = jax.jit(lambda k: mixer.sampler(k, (12, 10)))
+  for i in range(7):
+    partner = 6 - i
+    mask = sampler(keys[i]) if partner != i else jnp.ones((12, 10))
+    np.testing.assert_allclose(out.mask[i], mask, atol=1e-6)
+    expected = mask[..., None] * images[i] + (1 - mask[..., None]) * images[partner]
+    np.testing.assert_allclose(out.images[i], expected, atol=1e-6)
+
+
+def test_batch_mode_one_mask_pair_mode_one_per_pair():
+  images, labels = _batch(b=8)
+  out = jax.jit(msda_jax.cutmix(num_classes=K, mode="batch"))(
+      jax.random.key(0), images, labels)
+  assert all(np.array_equal(out.mask[0], m) for m in out.mask)
+  for partner in ("flip", "permute"):
+    out = jax.jit(msda_jax.gmix(num_classes=K, mode="pair", partner=partner))(
+        jax.random.key(0), images, labels)
+    p = np.asarray(out.partner)
+    np.testing.assert_array_equal(p[p], np.arange(8))  # symmetric pairing
+    np.testing.assert_array_equal(out.mask, out.mask[p])  # shared mask
+    # Both members swap content: pixel-wise weights of a pair sum to 1.
+    np.testing.assert_allclose(out.labels + out.labels[p],
+                               np.eye(K)[labels] + np.eye(K)[labels][p], atol=1e-6)
+  # Different pairs draw different masks: 4 pairs, 4 distinct masks.
+  assert len({np.asarray(m).tobytes() for m in out.mask}) == 4
+
+
+def test_elem_mode_draws_different_masks_per_sample():
+  images, labels = _batch(b=8)
+  out = jax.jit(msda_jax.cutmix(num_classes=K))(jax.random.key(0), images, labels)
+  assert len({np.asarray(m).tobytes() for m in out.mask}) == 8
+
+
+@pytest.mark.parametrize("partner", msda_jax.PARTNERS)
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_odd_and_tiny_batches(partner, batch_size):
+  images, labels = _batch(b=batch_size)
+  out = jax.jit(msda_jax.hmix(num_classes=K, partner=partner))(
+      jax.random.key(0), images, labels)
+  assert out.images.shape == images.shape
+  p = np.asarray(out.partner)
+  assert sorted(p.tolist()) == list(range(batch_size))
+  self_paired = p == np.arange(batch_size)
+  # A sample paired with itself is returned exactly as it was.
+  np.testing.assert_array_equal(np.asarray(out.images)[self_paired],
+                                np.asarray(images)[self_paired])
+  np.testing.assert_array_equal(np.asarray(out.lam)[self_paired], 1.0)
+  if batch_size == 1:
+    np.testing.assert_array_equal(out.images, images)
+    np.testing.assert_array_equal(out.labels, np.eye(K)[np.asarray(labels)])
+
+
+def test_partner_patterns():
+  images, labels = _batch(b=5)
+  run = lambda partner, seed: jax.jit(msda_jax.mixup(num_classes=K, partner=partner))(
+      jax.random.key(seed), images, labels)
+  np.testing.assert_array_equal(run("flip", 0).partner, [4, 3, 2, 1, 0])
+  np.testing.assert_array_equal(run("roll", 0).partner, [4, 0, 1, 2, 3])
+  a, b = run("permute", 0), run("permute", 9)
+  assert not np.array_equal(a.partner, b.partner)
+
+
+def test_no_retrace_on_new_data():
+  mixer = msda_jax.cutmix(num_classes=K)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(key, images, labels):
+    return mixer(key, images, labels)
+
+  for seed in range(3):
+    images, labels = _batch(seed=seed)
+    step(jax.random.key(seed), images, labels)
+  # A same-shape call with different values did not retrace (else chex raises).
+
+
+def test_uint8_rounds_and_never_wraps():
+  images = jnp.stack([jnp.full((4, 4, 3), 255, jnp.uint8),
+                      jnp.full((4, 4, 3), 0, jnp.uint8),
+                      jnp.full((4, 4, 3), 254, jnp.uint8)])
+  labels = jnp.arange(3)
+  for factory in FACTORIES.values():
+    out = jax.jit(factory(num_classes=K))(jax.random.key(0), images, labels)
+    assert out.images.dtype == jnp.uint8
+    mask = np.asarray(out.mask)[..., None]
+    x = np.asarray(images, np.float64)
+    expected = np.round(mask * x + (1 - mask) * x[::-1])
+    np.testing.assert_array_equal(out.images, expected.astype(np.uint8))
+  # Exact half-way values round to even, like jnp.round.
+  half = jax.jit(msda_jax.blend)(images[:1], images[1:2], jnp.full((1, 4, 4), 0.5))
+  assert int(half.ravel()[0]) == 128
+
+
+def test_bfloat16_stays_bfloat16_blend_in_float32():
+  images, labels = _batch(dtype=jnp.bfloat16)
+  out = jax.jit(msda_jax.hmix(num_classes=K))(jax.random.key(0), images, labels)
+  assert out.images.dtype == jnp.bfloat16
+  mask = np.asarray(out.mask)[..., None]
+  x = np.asarray(images.astype(jnp.float32))
+  expected = (mask * x + (1 - mask) * x[::-1]).astype(jnp.bfloat16)
+  np.testing.assert_array_equal(out.images, expected)
+
+
+def test_any_channel_count_and_non_square():
+  for channels in (1, 4):
+    images, labels = _batch(b=4, h=9, w=17, c=channels)
+    out = jax.jit(msda_jax.gmix(num_classes=K))(jax.random.key(0), images, labels)
+    assert out.images.shape == (4, 9, 17, channels)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("prob", [0.0, 0.3])
+def test_prob_is_the_rate_of_mixing(mode, prob):
+  mixer = msda_jax.mixup(num_classes=K, prob=prob, mode=mode)
+  b, draws = 64, 40
+  images, labels = _batch(b=b, h=2, w=2, c=1)
+  run = jax.jit(jax.vmap(mixer, in_axes=(0, None, None)))
+  out = run(jax.random.split(jax.random.key(0), draws), images, labels)
+  mixed = np.asarray(out.lam < 1.0)  # λ ~ U(0,1) is < 1 a.s. when mixed
+  unmixed = ~mixed
+  np.testing.assert_array_equal(
+      np.asarray(out.images)[unmixed], np.broadcast_to(images, out.images.shape)[unmixed])
+  if mode == "batch":
+    mixed = mixed[:, 0]
+  rate = mixed.mean()
+  stderr = np.sqrt(prob * (1 - prob) / mixed.size) + 1e-9
+  assert abs(rate - prob) < 5 * stderr + (0.08 if mode != "elem" else 0.0), rate
+
+
+def test_choice_rate_is_prob_not_prob_squared():
+  parts = [msda_jax.cutmix(num_classes=K, prob=0.5),
+           msda_jax.mixup(num_classes=K, prob=0.5)]
+  mixer = msda_jax.choice(parts, probs=[0.5, 0.5])
+  images, labels = _batch(b=512, h=4, w=4, c=1)
+  out = jax.jit(mixer)(jax.random.key(0), images, labels)
+  rate = float(np.mean(np.asarray(out.mask).reshape(512, -1).min(axis=1) < 1))
+  assert abs(rate - 0.5) < 0.07, rate
+
+
+def test_choice_elem_mode_each_sample_draws_its_method():
+  mixer = msda_jax.choice([msda_jax.cutmix(num_classes=K),
+                           msda_jax.mixup(num_classes=K)], probs=[0.3, 0.7])
+  images, labels = _batch(b=400, h=6, w=6, c=1)
+  out = jax.jit(mixer)(jax.random.key(0), images, labels)
+  masks = np.asarray(out.mask).reshape(400, -1)
+  binary = np.all((masks == 0) | (masks == 1), axis=1)
+  constant = np.all(masks == masks[:, :1], axis=1)
+  self_paired = np.asarray(out.partner) == np.arange(400)
+  # Every sample is either a CutMix box or a Mixup constant...
+  assert np.all(binary | constant)
+  # ...and about 30% are CutMix (a box that is not the whole image).
+  cut = binary & ~constant & ~self_paired
+  assert 0.22 < cut.mean() < 0.36, cut.mean()
+
+
+def test_choice_closes_the_algebra():
+  inner = msda_jax.choice([msda_jax.hmix(num_classes=K), msda_jax.gmix(num_classes=K)])
+  outer = msda_jax.choice([inner, msda_jax.none(num_classes=K)], probs=[0.5, 0.5])
+  assert isinstance(outer, msda_jax.Mixer)
+  images, labels = _batch()
+  out = jax.jit(outer)(jax.random.key(0), images, labels)
+  assert out.images.shape == images.shape
+
+
+def test_choice_rejects_mismatched_mixers_and_bad_probs():
+  with pytest.raises(ValueError, match="mode"):
+    msda_jax.choice([msda_jax.mixup(mode="batch"), msda_jax.cutmix(mode="elem")])
+  with pytest.raises(ValueError, match="sum to 1"):
+    msda_jax.choice([msda_jax.mixup(), msda_jax.cutmix()], probs=[0.5, 0.6])
+  with pytest.raises(ValueError, match="one weight per mixer"):
+    msda_jax.choice([msda_jax.mixup(), msda_jax.cutmix()], probs=[1.0])
+  with pytest.raises(ValueError, match="non-empty"):
+    msda_jax.choice([])
+
+
+def test_none_passes_images_through():
+  images, labels = _batch(dtype=jnp.uint8)
+  out = jax.jit(msda_jax.none(num_classes=K, label_smoothing=0.2))(
+      jax.random.key(0), images, labels)
+  np.testing.assert_array_equal(out.images, images)
+  np.testing.assert_allclose(out.labels, 0.8 * np.eye(K)[labels] + 0.2 / K, atol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(alpha=0.0), "alpha"), (dict(alpha=-1.0), "alpha"),
+    (dict(prob=1.5), "prob"), (dict(mode="sample"), "mode must be one of"),
+    (dict(partner="shuffle"), "partner must be one of"),
+    (dict(label_smoothing=1.0), "label_smoothing"),
+    (dict(num_classes=0), "num_classes"),
+    (dict(mode="pair", partner="roll"), "pair"),
+])
+def test_bad_options_are_clear_errors(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    msda_jax.mixup(**kwargs)
+
+
+def test_bad_inputs_are_clear_errors():
+  mixer = msda_jax.cutmix(num_classes=K)
+  images, labels = _batch()
+  with pytest.raises(ValueError, match="rank 4"):
+    mixer(jax.random.key(0), images[0], labels)
+  with pytest.raises(ValueError, match="same batch size"):
+    mixer(jax.random.key(0), images, labels[:3])
+  with pytest.raises(ValueError, match="num_classes"):
+    msda_jax.cutmix()(jax.random.key(0), images, labels)
+  with pytest.raises(ValueError, match="num_classes"):
+    mixer(jax.random.key(0), images, jnp.ones((6, K + 1)))
+  with pytest.raises(ValueError, match="dtype"):
+    mixer(jax.random.key(0), images > 0.5, labels)
+
+
+def test_documented_key_contract_for_modes():
+  # _modes documents that elem mode gives sample i the i-th split key.
+  sampler = msda_jax.gmix().sampler
+  key = jax.random.key(5)
+  masks = jax.jit(lambda k: _modes.draw_masks(
+      sampler, k, (6, 6), "elem", jnp.arange(4)[::-1]))(key)
+  one = jax.jit(lambda k: sampler(k, (6, 6)))
+  for i, k in enumerate(jax.random.split(key, 4)):
+    np.testing.assert_array_equal(masks[i], one(k))
