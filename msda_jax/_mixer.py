@@ -59,11 +59,7 @@ class Mixer:
 
   def __post_init__(self):
     _modes.check_mode(self.mode)
-    _pairing.check_partner(self.partner)
-    if self.mode == "pair" and self.partner == "roll":
-      raise ValueError(
-          "mode='pair' needs a symmetric pairing: partner must be 'flip' or "
-          "'permute', not 'roll'")
+    _pairing.check_partner(self.partner, symmetric=self.mode == "pair")
     object.__setattr__(self, "label_smoothing",
                        _check_label_smoothing(self.label_smoothing))
     object.__setattr__(self, "num_classes",

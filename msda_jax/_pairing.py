@@ -14,9 +14,14 @@ __all__ = ["PARTNERS", "check_partner", "partner_index", "take_partner"]
 PARTNERS = ("flip", "roll", "permute")
 
 
-def check_partner(partner: str) -> str:
+def check_partner(partner: str, *, symmetric: bool = False) -> str:
+  """Validates ``partner``; ``symmetric`` (the 'pair' mode) rules out 'roll'."""
   if partner not in PARTNERS:
     raise ValueError(f"partner must be one of {PARTNERS}; got {partner!r}")
+  if symmetric and partner == "roll":
+    raise ValueError(
+        "mode='pair' needs a symmetric pairing: partner must be 'flip' or "
+        "'permute', not 'roll'")
   return partner
 
 
@@ -31,22 +36,18 @@ def partner_index(key: jax.Array, batch_size: int, partner: str, *,
     involution: if True the pairing is symmetric (``p[p[i]] == i``), as the
       'pair' mode needs: ``permute`` then pairs consecutive entries of a random
       permutation (one sample pairs with itself when B is odd). 'roll' is not
-      symmetric for B > 2 and is rejected.
+      symmetric for B > 2 and is rejected by ``check_partner``.
 
   Example:
     >>> import jax
     >>> partner_index(jax.random.key(0), 5, 'flip').tolist()
     [4, 3, 2, 1, 0]
   """
-  check_partner(partner)
+  check_partner(partner, symmetric=involution and batch_size > 2)
   index = jnp.arange(batch_size, dtype=jnp.int32)
   if partner == "flip":
     return index[::-1]
   if partner == "roll":
-    if involution and batch_size > 2:
-      raise ValueError(
-          "mode='pair' needs a symmetric pairing: partner must be 'flip' or "
-          "'permute', not 'roll'")
     return jnp.roll(index, 1)
   perm = jax.random.permutation(key, batch_size).astype(jnp.int32)
   if not involution:
