@@ -14,7 +14,7 @@ def sample_lam(key: jax.Array, alpha: float) -> jax.Array:
 
   Args:
     key: a PRNG key.
-    alpha: the Beta concentration, a Python float > 0 (static).
+    alpha: the Beta concentration, > 0 (a Python float, or a traced scalar).
 
   Returns:
     A float32 scalar in [0, 1].
@@ -25,6 +25,6 @@ def sample_lam(key: jax.Array, alpha: float) -> jax.Array:
     >>> bool(0.0 <= lam <= 1.0)
     True
   """
-  if alpha == 1.0:
+  if isinstance(alpha, (int, float)) and alpha == 1.0:
     return jax.random.uniform(key, (), jnp.float32)
   return jax.random.beta(key, alpha, alpha, (), jnp.float32)

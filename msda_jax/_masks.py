@@ -32,6 +32,9 @@ def _check_shape(shape) -> tuple[int, int]:
 
 
 def _as_lam(lam) -> jax.Array:
+  """λ as float32; a concrete λ outside [0, 1] is an error, a traced one is clipped."""
+  if isinstance(lam, (int, float)) and not 0.0 <= lam <= 1.0:
+    raise ValueError(f"lam must be in [0, 1]; got {lam!r}")
   return jnp.clip(jnp.asarray(lam, jnp.float32), 0.0, 1.0)
 
 
@@ -129,8 +132,9 @@ def cutmix_mask(key: jax.Array, shape: tuple[int, int], lam, *,
   """
   shape = _check_shape(shape)
   minmax = check_minmax(minmax)
+  lam = _as_lam(lam)
   if minmax is None:
-    side_ratio = jnp.sqrt(1.0 - _as_lam(lam))
+    side_ratio = jnp.sqrt(1.0 - lam)
     box = _geometry.centered_box(
         _geometry.random_center(key, shape), shape, side_ratio)
   else:

@@ -150,6 +150,12 @@ def test_bad_shape_is_a_clear_error(bad):
     msda_jax.cutmix_mask(jax.random.key(0), bad, 0.5)
 
 
+@pytest.mark.parametrize("name", sorted(MASK_FNS))
+def test_concrete_lambda_outside_unit_interval_is_an_error(name):
+  with pytest.raises(ValueError, match=r"lam must be in \[0, 1\]"):
+    MASK_FNS[name](jax.random.key(0), (8, 8), 1.5)
+
+
 def test_bad_r_and_minmax_are_clear_errors():
   with pytest.raises(ValueError, match=r"r must be in \[0, 1\]"):
     msda_jax.hmix_mask(jax.random.key(0), (8, 8), 0.5, r=1.5)
