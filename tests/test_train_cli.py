@@ -1,0 +1,48 @@
+"""The command line: python -m train.main --config=... --workdir=... ."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_main_runs_a_config_with_overrides_and_prints_the_result(tmp_path):
+  workdir = str(tmp_path / 'run')
+  command = [
+      sys.executable, '-m', 'train.main',
+      '--config=configs/quickstart.py:smoke', f'--workdir={workdir}',
+      '--config.msda.method=cutmix', '--config.msda.alpha=0.5',
+      '--config.progress_bar=False'
+  ]
+  # conftest.py exported XLA_FLAGS: the child sees the same 8 CPU devices.
+  done = subprocess.run(command, cwd=_REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  last_line = done.stdout.strip().splitlines()[-1]
+  match = re.fullmatch(
+      r'final: step 4, test accuracy (\d\.\d{4}), test loss (\d+\.\d{4}), '
+      r'[\d.]+ s', last_line)
+  assert match, last_line
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['msda']['method'] == 'cutmix' and saved['msda']['alpha'] == 0.5
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  assert abs(records[-1]['test_accuracy'] - float(match.group(1))) <= 5.1e-5
+  assert os.listdir(os.path.join(workdir, 'checkpoints'))
+
+
+def test_main_exits_nonzero_naming_a_bad_method_override(tmp_path):
+  command = [
+      sys.executable, '-m', 'train.main',
+      '--config=configs/quickstart.py:smoke', f'--workdir={tmp_path}',
+      '--config.msda.method=mixcut'
+  ]
+  done = subprocess.run(command, cwd=_REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode != 0
+  assert "method must be one of" in done.stderr
+  assert 'mixcut' in done.stderr

@@ -1,0 +1,205 @@
+"""End-to-end tests of train/train.py on 8 fake CPU devices (see conftest.py)."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import msda_jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import cifar10
+from configs import cifar100
+from configs import imagenet_resnet50
+from configs import quickstart
+from train import checkpoint
+from train import metric_writers
+from train import train
+
+
+def _synthetic_config(**overrides) -> ml_collections.ConfigDict:
+  """Quickstart smoke settings on 8x8 RGB class-pattern images, 4 classes."""
+  config = quickstart.get_config('smoke')
+  config.data.update(dict(name='synthetic', image_size=8, channels=3,
+                          num_classes=4, train_size=64, test_size=40,
+                          mean=(128.0,) * 3, std=(64.0,) * 3))
+  config.model.width = 8
+  config.batch_size = 16
+  config.eval_batch_size = 16
+  config.progress_bar = False
+  for key, value in overrides.items():
+    target = config
+    *path, leaf = key.split('.')
+    for part in path:
+      target = target[part]
+    target[leaf] = value
+  return config
+
+
+def _final_state(workdir: str):
+  manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
+  step = manager.latest_step()
+  state, _ = manager.restore(step)
+  manager.close()
+  return step, state
+
+
+def test_synthetic_run_on_8_devices_learns_and_writes_its_outputs(tmp_path):
+  assert jax.device_count() == 8
+  workdir = str(tmp_path)
+  config = _synthetic_config(total_steps=40, learning_rate=0.05,
+                             log_every_steps=10, checkpoint_every_steps=20)
+  result = train.train_and_evaluate(config, workdir)
+  assert result['step'] == 40
+  assert result['test_accuracy'] > 0.75  # Chance is 0.25.
+  records = metric_writers.read_metrics(workdir)
+  train_records = [r for r in records if 'train_loss' in r]
+  assert [r['step'] for r in train_records] == [10, 20, 30, 40]
+  assert train_records[-1]['train_loss'] < train_records[0]['train_loss']
+  assert all(0 <= r['train_accuracy'] <= 1 and r['images_per_second'] > 0
+             for r in train_records)
+  rates = [r['learning_rate'] for r in train_records]
+  assert rates == sorted(rates, reverse=True) and rates[0] <= 0.05
+  test_records = [r for r in records if 'test_accuracy' in r]
+  assert test_records[-1]['step'] == 40
+  assert test_records[-1]['test_accuracy'] == result['test_accuracy']
+  assert any(f.startswith('events.out.tfevents')
+             for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['20',
+                                                                      '40']
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['msda']['method'] == 'hmix'
+
+
+def test_cifar10_smoke_config_runs_on_mocked_tfds(tmp_path):
+  config = cifar10.get_config('smoke')
+  config.progress_bar = False
+  with tfds.testing.mock_data(num_examples=48):
+    result = train.train_and_evaluate(config, str(tmp_path))
+  assert result['step'] == 2
+  assert 0 <= result['test_accuracy'] <= 1
+  assert np.isfinite(result['test_loss'])
+  assert 'test_top5_accuracy' not in result  # Only reported for K > 10.
+
+
+def test_imagenet_smoke_config_runs_on_mocked_tfds(tmp_path):
+  # Variable-size mock images exercise random-resized-crop, 1000 classes the
+  # top-5 metric, and the model is the real ResNet-50 graph at width 4.
+  config = imagenet_resnet50.get_config('smoke')
+  config.progress_bar = False
+  with tfds.testing.mock_data(num_examples=32):
+    result = train.train_and_evaluate(config, str(tmp_path))
+  assert result['step'] == 2
+  assert result['test_accuracy'] <= result['test_top5_accuracy'] <= 1
+
+
+def _resume_config():
+  # A batch-norm model, crop+flip augmentation and HMix: every piece of state
+  # (params, batch stats, momentum, RNG, data position) matters.
+  return _synthetic_config(**{
+      'model.name': 'preact_resnet18', 'model.width': 4,
+      'data.augment': 'crop_flip', 'total_steps': 7,
+      'checkpoint_every_steps': 4})
+
+
+def test_stopped_and_resumed_run_ends_bit_identical(tmp_path):
+  uninterrupted = str(tmp_path / 'uninterrupted')
+  interrupted = str(tmp_path / 'interrupted')
+  expected = train.train_and_evaluate(_resume_config(), uninterrupted)
+  halted = train.train_and_evaluate(_resume_config(), interrupted,
+                                    halt_at_step=5)
+  assert halted['step'] == 5  # Mid-epoch (4 steps per epoch), between saves.
+  # A crash while writing a later checkpoint leaves a temporary directory,
+  # which must neither be taken for a checkpoint nor break the restart.
+  partial = os.path.join(interrupted, 'checkpoints',
+                         '6.orbax-checkpoint-tmp', 'state')
+  os.makedirs(partial)
+  with open(os.path.join(partial, 'garbage'), 'w') as f:
+    f.write('half-written')
+  resumed = train.train_and_evaluate(_resume_config(), interrupted)
+  assert resumed['step'] == 7
+  assert resumed['test_loss'] == expected['test_loss']
+  step_a, state_a = _final_state(uninterrupted)
+  step_b, state_b = _final_state(interrupted)
+  assert step_a == step_b == 7
+  leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
+  assert len(leaves_a) == len(leaves_b) > 100
+  for a, b in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_pmap_step_matches_the_jit_step(tmp_path):
+  config = _resume_config()  # Its jit program is cached by the test above.
+  jit_result = train.train_and_evaluate(config, str(tmp_path / 'jit'))
+  config.parallelism = 'pmap'
+  pmap_result = train.train_and_evaluate(config, str(tmp_path / 'pmap'))
+  _, jit_state = _final_state(str(tmp_path / 'jit'))
+  _, pmap_state = _final_state(str(tmp_path / 'pmap'))
+  # Same mixing per device, same batch-norm statistics (synced over the pmap
+  # axis), same gradients up to the order of the cross-device reduction.
+  for a, b in zip(jax.tree.leaves(jit_state), jax.tree.leaves(pmap_state)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  np.testing.assert_allclose(pmap_result['test_loss'], jit_result['test_loss'],
+                             rtol=1e-4)
+  assert int(pmap_state['step']) == 7
+
+
+@pytest.mark.parametrize('method', ['mixup', 'cutmix', 'gmix', 'none'])
+def test_every_method_runs_as_an_override(tmp_path, method):
+  config = quickstart.get_config('smoke')
+  config.progress_bar = False
+  config.total_steps = 2
+  config.msda.method = method
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert result['step'] == 2 and np.isfinite(result['test_loss'])
+  with open(tmp_path / 'config.json') as f:
+    assert json.load(f)['msda']['method'] == method
+
+
+@pytest.mark.parametrize('override,message', [
+    ({'data.name': 'cifar1O'}, "unknown dataset 'cifar1O'"),
+    ({'model.name': 'resnet51'}, "unknown model 'resnet51'"),
+    ({'msda.method': 'mixcut'}, 'method must be one of'),
+    ({'batch_size': 12}, r'batch_size=12 is not divisible by the device count '
+     r'\(8\)'),
+    ({'data.name': 'image_folder', 'data.data_dir': '/nonexistent/cifar'},
+     "data directory '/nonexistent/cifar' does not exist"),
+    ({'parallelism': 'pjit'}, "unknown parallelism 'pjit'"),
+])
+def test_bad_configs_fail_early_with_a_clear_message(tmp_path, override,
+                                                     message):
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(_synthetic_config(**override), str(tmp_path))
+
+
+@pytest.mark.parametrize('module', [quickstart, cifar10, cifar100,
+                                    imagenet_resnet50])
+def test_configs_build_mixers_and_smoke_variants_shrink(module):
+  full, smoke = module.get_config(), module.get_config('smoke')
+  msda_jax.from_config(dict(full.msda.to_dict(), num_classes=10))
+  full_steps = full.total_steps or full.num_epochs * 10
+  assert 0 < smoke.total_steps < full_steps
+  assert smoke.batch_size <= full.batch_size
+  assert smoke.batch_size % 8 == 0 and full.batch_size % 8 == 0
+  with pytest.raises(ValueError, match='unknown config argument'):
+    module.get_config('tiny')
+
+
+def test_configs_follow_their_protocols():
+  for module in (cifar10, cifar100):
+    config = module.get_config()
+    assert (config.model.name, config.optimizer, config.nesterov) == (
+        'preact_resnet18', 'sgd', True)
+    assert (config.learning_rate, config.momentum, config.weight_decay) == (
+        0.1, 0.9, 5e-4)
+    assert (config.lr_schedule, config.batch_size, config.num_epochs) == (
+        'cosine', 128, 200)
+    assert config.data.augment == 'crop_flip'
+  config = imagenet_resnet50.get_config()
+  assert (config.model.name, config.data.image_size, config.data.augment) == (
+      'resnet50', 224, 'random_resized_crop')
+  assert (config.batch_size, config.num_epochs, config.lr_schedule) == (
+      1024, 300, 'cosine')
+  assert config.learning_rate == pytest.approx(0.1 * 1024 / 256)

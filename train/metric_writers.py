@@ -1,0 +1,52 @@
+"""Metrics to JSON lines and TensorBoard event files (process 0 only)."""
+
+import json
+import os
+from typing import Mapping
+
+__all__ = ['METRICS_FILE', 'MetricWriter', 'read_metrics']
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+class MetricWriter:
+  """Appends ``{"step": s, name: value, ...}`` lines to WORKDIR/metrics.jsonl
+  and writes the same scalars to WORKDIR/tensorboard.
+
+  Attributes:
+    enabled: False on processes other than 0 (every call is then a no-op).
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    self._summary = None
+    self._path = os.path.join(workdir, METRICS_FILE)
+    if enabled:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      os.makedirs(workdir, exist_ok=True)
+      self._summary = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    """Records scalar ``metrics`` at ``step``."""
+    if not self.enabled:
+      return
+    values = {name: float(value) for name, value in metrics.items()}
+    with open(self._path, 'a') as f:
+      f.write(json.dumps({'step': int(step), **values}) + '\n')
+    for name, value in values.items():
+      self._summary.add_scalar(name, value, int(step))
+
+  def flush(self) -> None:
+    if self._summary:
+      self._summary.flush()
+
+  def close(self) -> None:
+    if self._summary:
+      self._summary.close()
+      self._summary = None
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of WORKDIR/metrics.jsonl, in the order written."""
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
+    return [json.loads(line) for line in f if line.strip()]

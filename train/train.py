@@ -1,0 +1,435 @@
+"""The training loop: state, the jitted (or pmapped) step, evaluation, resume.
+
+One batch's path: host uint8 rows -> global array sharded P('data') -> inside
+the jitted step: float conversion, ``mix(fold_in(key, step), images, labels)``
+on each device's shard (`msda_jax.shard_mixer`, no all-gather) -> model ->
+``optax.softmax_cross_entropy`` against the mixed soft labels -> gradients
+(averaged over the global batch by XLA under jit, by ``pmean`` under pmap) ->
+optimizer update. The pmap variant runs the very same `train_step` body with
+`msda_jax.per_device` as the mixer and ``axis_name='data'``.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import msda_jax
+import numpy as np
+import optax
+import tqdm
+
+from train import augment
+from train import checkpoint as checkpoint_lib
+from train import datasets
+from train import input_pipeline
+from train import metric_writers
+from train import models
+from train import optimizer as optimizer_lib
+from train import partitioning
+
+__all__ = [
+    'TrainState', 'create_train_state', 'eval_step', 'normalize_images',
+    'train_and_evaluate', 'train_step'
+]
+
+MixFn = Callable[[jax.Array, jax.Array, jax.Array], msda_jax.MixResult]
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a step changes; a pure pytree of arrays (checkpointed as is).
+
+  Attributes:
+    step: int32 scalar, optimizer steps taken.
+    params: model parameters.
+    batch_stats: batch-norm running statistics ({} for models without BN).
+    opt_state: optax state.
+    rng: uint32 key data of the mixing key; step ``s`` mixes with
+      ``fold_in(rng, s)``.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def create_train_state(key: jax.Array, model, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, int, int]) -> TrainState:
+  """Initialises parameters from ``key`` (params and mixing keys split from it).
+
+  Call it under `jax.jit` (with model, tx and image_shape bound): run eagerly,
+  every initializer op is compiled on its own, which takes seconds.
+  """
+  init_key, mix_key = jax.random.split(key)
+  variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32),
+                         train=False)
+  params = variables['params']
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get('batch_stats', {}),
+      opt_state=tx.init(params), rng=jax.random.key_data(mix_key))
+
+
+def _initialise(init_fn: Callable[[jax.Array], TrainState],
+                key: jax.Array) -> TrainState:
+  """Runs ``init_fn`` compiled once; on CPU without backend optimisation.
+
+  Initialisation runs once but its program (a threefry stream per parameter)
+  takes XLA:CPU seconds to optimise; unoptimised it compiles ~3x faster and
+  still runs in milliseconds.
+  """
+  lowered = jax.jit(init_fn).lower(key)
+  options = ({'xla_backend_optimization_level': 0}
+             if jax.default_backend() == 'cpu' else None)
+  return lowered.compile(options)(key)
+
+
+def normalize_images(images: jax.Array, mean: jax.Array,
+                     std: jax.Array) -> jax.Array:
+  """uint8 (B, H, W, C) -> float32 standardised per channel."""
+  return (images.astype(jnp.float32) - mean) / std
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
+               schedule: optax.Schedule, mean: jax.Array, std: jax.Array,
+               axis_name: str | None = None) -> tuple[TrainState, dict]:
+  """One optimizer step on a batch of uint8 images and int labels.
+
+  Args:
+    state: the current state.
+    batch: ``images`` uint8 (B, H, W, C), ``labels`` int32 (B,).
+    model: a module from `models.create_model`.
+    tx: the optimizer.
+    mix: ``mix(key, images, labels) -> MixResult``; `msda_jax.shard_mixer`
+      under jit, `msda_jax.per_device` under pmap.
+    schedule: the learning-rate schedule (for logging).
+    mean: per-channel mean in uint8 units.
+    std: per-channel standard deviation in uint8 units.
+    axis_name: the pmap axis to average gradients and metrics over; None
+      under jit, where the batch is global and XLA inserts the reductions.
+
+  Returns:
+    (new state, metrics): train_loss, train_accuracy (against the dominant
+    label, the argmax of the soft labels), learning_rate.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  images = normalize_images(batch['images'], mean, std)
+  mixed = mix(key, images, batch['labels'])
+
+  def loss_fn(params):
+    logits, updates = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, mixed.images,
+        train=True, mutable=['batch_stats'])
+    loss = optax.softmax_cross_entropy(logits, mixed.labels).mean()
+    return loss, (logits, updates.get('batch_stats', state.batch_stats))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  accuracy = jnp.mean(
+      jnp.argmax(logits, -1) == jnp.argmax(mixed.labels, -1))
+  metrics = dict(train_loss=loss, train_accuracy=accuracy)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    metrics = jax.lax.pmean(metrics, axis_name)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(
+      step=state.step + 1, params=optax.apply_updates(state.params, updates),
+      batch_stats=batch_stats, opt_state=opt_state)
+  metrics['learning_rate'] = schedule(state.step)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, model, mean: jax.Array,
+              std: jax.Array) -> dict:
+  """Sums of loss, top-1 and top-5 hits over the unpadded rows of ``batch``."""
+  logits = model.apply({'params': state.params,
+                        'batch_stats': state.batch_stats},
+                       normalize_images(batch['images'], mean, std),
+                       train=False)
+  labels, mask = batch['labels'], batch['mask']
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+  return dict(
+      count=mask.sum(),
+      loss=(loss * mask).sum(),
+      top1=((jnp.argmax(logits, -1) == labels) * mask).sum(),
+      top5=((top5 == labels[:, None]).any(-1) * mask).sum())
+
+
+def _channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  mean = np.asarray(config.data.mean, np.float32).reshape(-1)
+  std = np.asarray(config.data.std, np.float32).reshape(-1)
+  return mean, std
+
+
+def _msda_config(config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  msda = config.msda.to_dict()
+  if msda.get('num_classes') is None:
+    msda['num_classes'] = num_classes
+  return msda
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  if config.parallelism not in partitioning.PARALLELISMS:
+    raise ValueError(f'unknown parallelism {config.parallelism!r}: expected '
+                     f'one of {partitioning.PARALLELISMS}')
+  if config.model.name not in models.MODEL_NAMES:
+    raise ValueError(f'unknown model {config.model.name!r}: expected one of '
+                     f'{models.MODEL_NAMES}')
+  partitioning.check_batch_size(config.batch_size, jax.device_count())
+  partitioning.check_batch_size(config.eval_batch_size, jax.device_count(),
+                                'eval_batch_size')
+
+
+def _summarise(step_metrics: list[dict]) -> dict:
+  """Averages per-step metrics (scalars, or pmap's equal per-device copies)."""
+  fetched = jax.device_get(step_metrics)
+  return {name: float(np.mean([m[name] for m in fetched]))
+          for name in fetched[0]}
+
+
+class _Runner:
+  """Compiled steps and layout for one parallelism mode.
+
+  Keeps the loop below free of jit/pmap branches: it calls `to_device`,
+  `train`, `evaluate`, `for_checkpoint` and `from_checkpoint`.
+  """
+
+  def __init__(self, config, model_fn, tx, mixer, schedule, mean, std):
+    self.parallelism = config.parallelism
+    common = dict(tx=tx, schedule=schedule, mean=mean, std=std)
+    if self.parallelism == 'jit':
+      self.mesh = partitioning.make_data_mesh()
+      self.model = model_fn(None)
+      mix = msda_jax.shard_mixer(mixer, self.mesh, partitioning.DATA_AXIS)
+      replicated = jax.sharding.NamedSharding(self.mesh, jax.P())
+      self._train = jax.jit(
+          functools.partial(train_step, model=self.model, mix=mix, **common),
+          out_shardings=replicated, donate_argnums=0)
+    else:
+      # Under pmap, BN averages its statistics over the devices so that it
+      # sees the global batch, as it does under jit.
+      self.model = model_fn(partitioning.DATA_AXIS)
+      mix = msda_jax.per_device(mixer, partitioning.DATA_AXIS)
+      self._train = jax.pmap(
+          functools.partial(train_step, model=self.model, mix=mix,
+                            axis_name=partitioning.DATA_AXIS, **common),
+          axis_name=partitioning.DATA_AXIS, donate_argnums=0)
+      self.mesh = partitioning.make_data_mesh()
+    self._eval = jax.jit(
+        functools.partial(eval_step, model=model_fn(None), mean=mean,
+                          std=std))
+
+  def to_device(self, local_batch: dict) -> dict:
+    if self.parallelism == 'jit':
+      return partitioning.shard_batch(self.mesh, local_batch)
+    return partitioning.split_for_pmap(local_batch, jax.local_device_count())
+
+  def place_state(self, state: TrainState) -> TrainState:
+    """A freshly initialised (or restored) single-copy state -> step layout."""
+    if self.parallelism == 'jit':
+      return partitioning.replicated(self.mesh, state)
+    return partitioning.replicate_for_pmap(state)
+
+  def train(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    """One step; under pmap the metrics have a (pmean-equal) device axis."""
+    return self._train(state, batch)
+
+  def single_copy(self, state: TrainState) -> TrainState:
+    """The state as one logical copy (what eval takes); numpy under pmap."""
+    if self.parallelism == 'jit':
+      return state
+    return partitioning.unreplicate_from_pmap(state)
+
+  def host_copy(self, state: TrainState) -> TrainState:
+    """The state as numpy arrays (what checkpoints store).
+
+    Saving host arrays spares orbax one small slicing program per array
+    shape and device for replicated arrays, which costs seconds on CPU.
+    """
+    return jax.device_get(self.single_copy(state))
+
+  def evaluate(self, state: TrainState, batches) -> dict:
+    state = partitioning.replicated(self.mesh, self.single_copy(state))
+    totals = None
+    for local_batch in batches:
+      sums = self._eval(state, partitioning.shard_batch(self.mesh, local_batch))
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = float(totals['count'])
+    return dict(test_loss=float(totals['loss']) / count,
+                test_accuracy=float(totals['top1']) / count,
+                test_top5_accuracy=float(totals['top5']) / count)
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       halt_at_step: int | None = None) -> dict:
+  """Trains and evaluates as ``config`` says, resuming from ``workdir``.
+
+  Writes WORKDIR/metrics.jsonl (one JSON object per logged step),
+  WORKDIR/tensorboard/ (the same scalars), WORKDIR/checkpoints/<step>/ and
+  WORKDIR/config.json. Restarting with the same workdir continues from the
+  newest checkpoint and ends with exactly the parameters of an uninterrupted
+  run.
+
+  Args:
+    config: a config from ``configs/`` (see configs/quickstart.py).
+    workdir: output directory (created if missing).
+    halt_at_step: stop, after saving a checkpoint, once this step is reached,
+      as a preempted job would; the learning-rate schedule still spans the
+      whole run. None runs to the end.
+
+  Returns:
+    The last evaluation: step, test_loss, test_accuracy, test_top5_accuracy
+    (when there are more than 10 classes), and wall_seconds of this call.
+
+  Raises:
+    ValueError: unknown dataset, model, method, parallelism, optimizer or
+      augmentation; a batch size not divisible by the device count; a
+      missing data directory.
+  """
+  start_time = time.time()
+  _check_config(config)
+  is_main = jax.process_index() == 0
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+
+  dataset = datasets.load_dataset(config.data)
+  mixer = msda_jax.from_config(_msda_config(config, dataset.num_classes))
+
+  def model_fn(bn_axis_name: str | None):
+    return models.create_model(
+        config.model.name, num_classes=dataset.num_classes,
+        conv=config.model.conv, width=config.model.width,
+        dtype=jnp.dtype(config.model.dtype), bn_axis_name=bn_axis_name)
+
+  train_transform = augment.train_transform(config.data.augment,
+                                            config.data.image_size)
+  test_transform = augment.eval_transform(config.data.augment,
+                                          config.data.image_size)
+  batches = input_pipeline.TrainBatches(
+      dataset.train, global_batch_size=config.batch_size, seed=config.seed,
+      transform=train_transform, process_index=jax.process_index(),
+      process_count=jax.process_count(), num_workers=config.data.num_workers)
+  steps_per_epoch = batches.steps_per_epoch
+  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  stop_step = total_steps if halt_at_step is None else min(halt_at_step,
+                                                           total_steps)
+  checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
+  eval_every = max(int(config.eval_every_epochs * steps_per_epoch), 1)
+
+  schedule = optimizer_lib.learning_rate_schedule(
+      config, total_steps=total_steps,
+      warmup_steps=int(config.warmup_epochs * steps_per_epoch))
+  tx = optimizer_lib.create_optimizer(config, schedule)
+  mean, std = _channel_stats(config)
+  runner = _Runner(config, model_fn, tx, mixer, schedule, mean, std)
+
+  image_shape = (config.data.image_size, config.data.image_size,
+                 config.data.channels)
+  state = _initialise(
+      functools.partial(create_train_state, model=runner.model, tx=tx,
+                        image_shape=image_shape), jax.random.key(config.seed))
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, 'checkpoints'),
+      max_to_keep=config.keep_checkpoints)
+  start_step = checkpointer.latest_step() or 0
+  if start_step:
+    state, position = checkpointer.restore(start_step,
+                                           jax.device_get(state))
+    batches.check_position(position, start_step)
+    logging.info('Resumed from step %d (%s).', start_step, position)
+  state = runner.place_state(state)
+  if is_main:
+    _write_config(config, workdir)
+    logging.info('Mixer %s; %d steps (%d per epoch), global batch %d on %d '
+                 'devices, %s.', mixer.name, total_steps, steps_per_epoch,
+                 config.batch_size, jax.device_count(), config.parallelism)
+
+  writer = metric_writers.MetricWriter(workdir, enabled=is_main)
+  eval_kwargs = dict(
+      global_batch_size=config.eval_batch_size, transform=test_transform,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      num_workers=config.data.num_workers)
+
+  def evaluate(step: int) -> dict:
+    test_source = dataset.test
+    if config.eval_max_examples:
+      test_source = _Prefix(test_source, config.eval_max_examples)
+    results = runner.evaluate(
+        state, input_pipeline.eval_batches(test_source, **eval_kwargs))
+    if dataset.num_classes <= 10:
+      results.pop('test_top5_accuracy')
+    writer.write(step, results)
+    return results
+
+  results, evaluated_step = {}, None
+  progress = tqdm.tqdm(total=stop_step, initial=start_step, desc='train',
+                       unit='step', mininterval=0.5, dynamic_ncols=True,
+                       disable=not (is_main and config.progress_bar))
+  pending_metrics = []
+  window_start, window_steps = None, 0
+  step = start_step
+  for local_batch in batches.iterate(start_step, stop_step):
+    state, metrics = runner.train(state, runner.to_device(local_batch))
+    step += 1
+    progress.update()
+    if window_start is None:
+      # Start the throughput clock after the first (compiling) step.
+      jax.block_until_ready(metrics)
+      window_start = time.time()
+    else:
+      pending_metrics.append(metrics)
+      window_steps += 1
+    if pending_metrics and (step % config.log_every_steps == 0
+                            or step == stop_step):
+      summary = _summarise(pending_metrics)
+      summary['images_per_second'] = (
+          window_steps * config.batch_size / (time.time() - window_start))
+      writer.write(step, summary)
+      progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
+                           acc=f"{summary['train_accuracy']:.3f}")
+      pending_metrics, window_steps = [], 0
+      window_start = time.time()
+    if step % checkpoint_every == 0 or step == stop_step:
+      checkpointer.save(step, runner.host_copy(state),
+                        batches.position(step))
+    if step % eval_every == 0 or step == total_steps:
+      results, evaluated_step = evaluate(step), step
+      window_start = time.time()
+  progress.close()
+  if step == total_steps and evaluated_step != step:
+    results = evaluate(step)  # A finished run restarted: report its result.
+  checkpointer.close()
+  writer.close()
+  results = dict(step=step, **results,
+                 wall_seconds=time.time() - start_time)
+  if is_main:
+    logging.info('Done: %s', json.dumps(results))
+  return results
+
+
+class _Prefix:
+  """The first ``limit`` examples of a source (smoke runs evaluate a few)."""
+
+  def __init__(self, source: datasets.Source, limit: int):
+    self.source = source
+    self.limit = min(limit, len(source))
+
+  def __len__(self) -> int:
+    return self.limit
+
+  def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+    return self.source[index]
