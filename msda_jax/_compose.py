@@ -1,8 +1,8 @@
 """Building and combining mask samplers and mixers.
 
-``method_sampler`` turns a mask generator, an α and a ``prob`` into a
-sampler; ``choice`` combines mixers into a mixer (the algebra closes: a
-choice of choices is a mixer like any other).
+``method_sampler`` turns a mask rule, an α and a ``prob`` into a sampler;
+``choice`` combines mixers into a mixer (the algebra closes: a choice of
+choices is a mixer like any other).
 """
 
 import math
@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from msda_jax import _lam
+from msda_jax._masks import MaskRule
 from msda_jax._mixer import Mixer
-from msda_jax._types import MaskFn, MaskSampler
+from msda_jax._types import MaskSampler
 
 __all__ = ["check_alpha", "check_prob", "method_sampler", "choice"]
 
@@ -38,34 +39,45 @@ def check_prob(prob, name: str = "prob") -> float:
   return value
 
 
-def _ones(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+def _ones(key: jax.Array, shape: tuple[int, int]):
   del key
-  return jnp.ones(shape, jnp.float32)
+  return jnp.ones(shape, jnp.float32), jnp.ones((), jnp.float32)
 
 
-def method_sampler(mask_fn: MaskFn, *, alpha: float,
+def method_sampler(rule: MaskRule, *, alpha: float,
                    prob: float = 1.0) -> MaskSampler:
-  """A sampler that draws λ ~ Beta(α, α), then ``mask_fn``'s mask.
+  """A sampler that draws λ ~ Beta(α, α), then ``rule``'s mask and its mean.
 
   With probability ``1 - prob`` the sample is left unmixed (mask of ones).
-  Keys: ``lam_key, mask_key, prob_key = jax.random.split(key, 3)``.
+  Keys: one draw ``u = jax.random.uniform(key, (2 + rule.num_uniforms,))``
+  gives λ = ``u[0]`` when α = 1 (else λ ~ Beta(α, α) from
+  ``jax.random.fold_in(key, 1)``), the mix/no-mix coin ``u[1] < prob`` and
+  the rule's uniforms ``u[2:]``: one threefry call per sample.
 
   Args:
-    mask_fn: ``(key, shape, lam) -> mask``, options already bound.
+    rule: the method's :class:`~msda_jax._masks.MaskRule`, options bound.
     alpha: Beta concentration, > 0.
     prob: probability of mixing, in [0, 1].
+
+  Returns:
+    ``sampler(key, (H, W)) -> (mask, mean)``.
   """
   alpha = check_alpha(alpha)
   prob = check_prob(prob)
   if prob == 0.0:
     return _ones
 
-  def sample(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    lam_key, mask_key, prob_key = jax.random.split(key, 3)
-    mask = mask_fn(mask_key, shape, _lam.sample_lam(lam_key, alpha))
+  def sample(key: jax.Array, shape: tuple[int, int]):
+    u = jax.random.uniform(key, (2 + rule.num_uniforms,), jnp.float32)
+    if alpha == 1.0:
+      lam = u[0]
+    else:
+      lam = _lam.sample_lam(jax.random.fold_in(key, 1), alpha)
+    mask, mean = rule.fn(u[2:], shape, lam)
     if prob == 1.0:
-      return mask
-    return jnp.where(jax.random.bernoulli(prob_key, prob), mask, 1.0)
+      return mask, mean
+    mixed = u[1] < prob
+    return jnp.where(mixed, mask, 1.0), jnp.where(mixed, mean, 1.0)
 
   return sample
 
@@ -120,7 +132,7 @@ def choice(mixers: Sequence[Mixer],
   def sample(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
     pick_key, mask_key = jax.random.split(key)
     pick = jax.random.choice(pick_key, len(samplers), p=weights)
-    branches = [lambda k, s=s: s(k, shape) for s in samplers]
+    branches = [lambda k, s=s: s(k, shape) for s in samplers]  # (mask, mean)
     return jax.lax.switch(pick, branches, mask_key)
 
   first = mixers[0]

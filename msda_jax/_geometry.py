@@ -9,10 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = [
-    "Box", "random_center", "centered_box", "box_mask", "box_area",
-    "squared_distance",
-]
+__all__ = ["Box", "center_from_uniform", "centered_box", "box_mask", "box_area"]
 
 
 class Box(NamedTuple):
@@ -24,9 +21,16 @@ class Box(NamedTuple):
   right: jax.Array
 
 
-def random_center(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
-  """A pixel ``(cy, cx)`` drawn uniformly over the ``H x W`` grid (int32)."""
-  return jax.random.randint(key, (2,), 0, jnp.asarray(shape, jnp.int32))
+def center_from_uniform(u: jax.Array, shape: tuple[int, int]) -> jax.Array:
+  """The pixel ``floor(u * (H, W))`` (int32) for ``u`` uniform in ``[0, 1)^2``.
+
+  Uniform over the ``H x W`` grid. Mask rules take uniforms rather than a key
+  so that a sampler draws all of a sample's randomness in one threefry call
+  (``randint`` alone makes three; on CPU each is a loop of tens of µs).
+  """
+  size = jnp.asarray(shape, jnp.int32)
+  cell = jnp.floor(u[:2] * size.astype(jnp.float32)).astype(jnp.int32)
+  return jnp.minimum(cell, size - 1)
 
 
 def centered_box(center: jax.Array, shape: tuple[int, int],
@@ -59,11 +63,3 @@ def box_mask(shape: tuple[int, int], box: Box) -> jax.Array:
   cols = jax.lax.broadcasted_iota(jnp.int32, shape, 1)
   return ((rows >= box.top) & (rows < box.bottom)
           & (cols >= box.left) & (cols < box.right))
-
-
-def squared_distance(shape: tuple[int, int], center: jax.Array) -> jax.Array:
-  """float32 ``(H, W)``: squared pixel distance to ``center``."""
-  rows = jax.lax.broadcasted_iota(jnp.float32, shape, 0)
-  cols = jax.lax.broadcasted_iota(jnp.float32, shape, 1)
-  center = center.astype(jnp.float32)
-  return jnp.square(rows - center[0]) + jnp.square(cols - center[1])

@@ -4,7 +4,6 @@ Reference: Park, Yun & Chun, "A Unified Analysis of Mixed Sample Data
 Augmentation: A Loss Function Perspective", NeurIPS 2022.
 """
 
-import functools
 from typing import Optional
 
 from msda_jax import _compose
@@ -26,9 +25,9 @@ _COMMON_ARGS = """
     num_classes: K, needed for integer labels."""
 
 
-def _build(mask_fn, name, *, alpha, mode, prob, partner, label_smoothing,
+def _build(rule, name, *, alpha, mode, prob, partner, label_smoothing,
            num_classes, extra="") -> Mixer:
-  sampler = _compose.method_sampler(mask_fn, alpha=alpha, prob=prob)
+  sampler = _compose.method_sampler(rule, alpha=alpha, prob=prob)
   return Mixer(sampler, mode=mode, partner=partner,
                label_smoothing=label_smoothing, num_classes=num_classes,
                name=f"{name}(alpha={float(alpha):g}, prob={float(prob):g}{extra})")
@@ -37,7 +36,7 @@ def _build(mask_fn, name, *, alpha, mode, prob, partner, label_smoothing,
 def mixup(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
           partner: str = "flip", label_smoothing: float = 0.0,
           num_classes: Optional[int] = None) -> Mixer:
-  return _build(_masks.mixup_mask, "mixup", **locals())
+  return _build(_masks.mixup_rule(), "mixup", **locals())
 
 
 def cutmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
@@ -45,9 +44,9 @@ def cutmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
            num_classes: Optional[int] = None,
            minmax: Optional[tuple[float, float]] = None) -> Mixer:
   minmax = _masks.check_minmax(minmax)
-  mask_fn = functools.partial(_masks.cutmix_mask, minmax=minmax)
-  return _build(mask_fn, "cutmix", alpha=alpha, mode=mode, prob=prob,
-                partner=partner, label_smoothing=label_smoothing,
+  return _build(_masks.cutmix_rule(minmax=minmax), "cutmix", alpha=alpha,
+                mode=mode, prob=prob, partner=partner,
+                label_smoothing=label_smoothing,
                 num_classes=num_classes,
                 extra="" if minmax is None else f", minmax={minmax}")
 
@@ -56,16 +55,15 @@ def hmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
          partner: str = "flip", label_smoothing: float = 0.0,
          num_classes: Optional[int] = None, r: float = 0.5) -> Mixer:
   r = _masks.check_r(r)
-  mask_fn = functools.partial(_masks.hmix_mask, r=r)
-  return _build(mask_fn, "hmix", alpha=alpha, mode=mode, prob=prob,
-                partner=partner, label_smoothing=label_smoothing,
+  return _build(_masks.hmix_rule(r=r), "hmix", alpha=alpha, mode=mode,
+                prob=prob, partner=partner, label_smoothing=label_smoothing,
                 num_classes=num_classes, extra=f", r={r:g}")
 
 
 def gmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
          partner: str = "flip", label_smoothing: float = 0.0,
          num_classes: Optional[int] = None) -> Mixer:
-  return _build(_masks.gmix_mask, "gmix", **locals())
+  return _build(_masks.gmix_rule(), "gmix", **locals())
 
 
 def none(*, mode: str = "elem", partner: str = "flip",

@@ -41,8 +41,9 @@ class Mixer:
   draws the 'permute' pairing, ``mask_key`` the masks (see ``_modes``).
 
   Attributes:
-    sampler: draws one sample's mask, ``sampler(key, (H, W))``; None for the
-      pass-through mixer.
+    sampler: draws one sample's mask and its mean,
+      ``sampler(key, (H, W)) -> (mask, mean)``; None for the pass-through
+      mixer.
     mode: 'batch', 'pair' or 'elem'.
     partner: 'flip', 'roll' or 'permute'.
     label_smoothing: ε applied to the targets before mixing.
@@ -121,11 +122,14 @@ class Mixer:
     partner_key, mask_key = jax.random.split(key)
     partner = _pairing.partner_index(partner_key, batch_size, self.partner,
                                      involution=self.mode == "pair")
-    masks = _modes.draw_masks(self.sampler, mask_key, (height, width),
-                              self.mode, partner)
+    # The means come from the mask geometry, not a reduction over the masks,
+    # so under jit the masks stay fused into the blend.
+    masks, lam = _modes.draw_masks(self.sampler, mask_key, (height, width),
+                                   self.mode, partner)
     # Mixing with yourself is no mixing: keep such samples exact.
-    masks = jnp.where((partner == index)[:, None, None], 1.0, masks)
-    lam = jnp.mean(masks, axis=(1, 2))
+    alone = partner == index
+    masks = jnp.where(alone[:, None, None], 1.0, masks)
+    lam = jnp.where(alone, 1.0, lam)
     take = lambda x: _pairing.take_partner(x, self.partner, partner)
     return MixResult(
         images=_mixing.blend(images, take(images), masks),

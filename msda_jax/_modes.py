@@ -27,11 +27,13 @@ def check_mode(mode: str) -> str:
 
 
 def draw_masks(sampler: MaskSampler, key: jax.Array, shape: tuple[int, int],
-               mode: str, partner: jax.Array) -> jax.Array:
-  """float32 ``(B, H, W)`` masks for a batch whose pairing is ``partner``."""
+               mode: str, partner: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Masks ``(B, H, W)`` and their means ``(B,)`` for the pairing ``partner``."""
   batch_size = partner.shape[0]
   if mode == "batch":
-    return jnp.broadcast_to(sampler(key, shape), (batch_size, *shape))
+    mask, mean = sampler(key, shape)
+    return (jnp.broadcast_to(mask, (batch_size, *shape)),
+            jnp.broadcast_to(mean, (batch_size,)))
   keys = jax.random.split(key, batch_size)
   if mode == "pair":
     keys = keys[jnp.minimum(jnp.arange(batch_size), partner)]

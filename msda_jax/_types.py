@@ -22,12 +22,14 @@ class MaskFn(Protocol):
 class MaskSampler(Protocol):
   """A mask generator with its λ distribution and mixing probability bound.
 
-  ``sampler(key, shape)`` draws λ, draws the mask for that λ and, with
-  probability ``1 - prob``, replaces it by ones (sample left unmixed).
-  This is what a mixer vmaps over the batch, and what ``choice`` composes.
+  ``sampler(key, shape) -> (mask, mean)`` draws λ, draws the mask for that λ
+  and, with probability ``1 - prob``, replaces it by ones (sample left
+  unmixed); ``mean`` is the mask's mean, the sample's label weight. This is
+  what a mixer vmaps over the batch, and what ``choice`` composes.
   """
 
-  def __call__(self, key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+  def __call__(self, key: jax.Array,
+               shape: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
     ...
 
 

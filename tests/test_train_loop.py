@@ -1,4 +1,4 @@
-"""End-to-end tests of train/train.py on 8 fake CPU devices (see conftest.py)."""
+"""End-to-end tests of train/train.py on 8 fake CPU devices (conftest.py)."""
 
 import json
 import os
