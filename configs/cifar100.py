@@ -1,4 +1,4 @@
-r"""CIFAR-100, PreActResNet-18, 200 epochs: the CIFAR protocol of the MSDA papers.
+r"""CIFAR-100, PreActResNet-18, 200 epochs: the CIFAR protocol of MSDA papers.
 
 SGD (momentum 0.9, Nesterov), lr 0.1, weight decay 5e-4, cosine schedule,
 batch 128, random crop (padding 4) + horizontal flip, HMix (alpha 1, r 0.5)
@@ -70,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.parallelism = 'jit'  # Or 'pmap'.
   config.log_every_steps = 100
   config.eval_every_epochs = 5
-  config.eval_max_examples = 0  # > 0 evaluates only that many test examples.
+  config.eval_max_examples = 0  # > 0: evaluate that many, evenly spread.
   config.checkpoint_every_steps = 0  # 0: once per epoch.
   config.keep_checkpoints = 2
   config.progress_bar = True

@@ -1,3 +1,3 @@
-"""Data-parallel Flax training loop that mixes batches with msda_jax on device."""
+"""A data-parallel Flax training loop that mixes batches on device."""
 
 __all__ = []

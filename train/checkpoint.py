@@ -52,7 +52,7 @@ class Checkpointer:
         force=True)
 
   def restore(self, step: int, target: Any = None) -> tuple[Any, dict]:
-    """Restores checkpoint ``step`` into the structure and shardings of ``target``.
+    """Restores checkpoint ``step`` into the layout of ``target``.
 
     Args:
       step: a step from `all_steps`.

@@ -43,7 +43,8 @@ def _explicit_padding(padding: Padding, spatial: Sequence[int],
               for n, k, s in zip(spatial, kernel, strides)]
     if padding == 'VALID':
       return [(0, 0)] * len(spatial)
-    raise ValueError(f"padding must be 'SAME', 'VALID' or pairs, got {padding!r}")
+    raise ValueError(
+        f"padding must be 'SAME', 'VALID' or pairs, got {padding!r}")
   return [tuple(p) for p in padding]
 
 

@@ -103,7 +103,8 @@ class TfdsSource:
 
 
 def _digits(test_fraction: float) -> Dataset:
-  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
+  # Imported here: only the digits dataset needs scikit-learn.
+  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top,line-too-long
   from sklearn import model_selection  # pylint: disable=g-import-not-at-top
   digits = sk_datasets.load_digits()
   # Pixel values are counts 0..16; stretch them to 0..255.

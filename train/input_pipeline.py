@@ -89,7 +89,7 @@ class TrainBatches:
                 steps_per_epoch=self.steps_per_epoch)
 
   def check_position(self, saved: dict, step: int) -> None:
-    """Raises ValueError if a checkpointed position disagrees with this order."""
+    """Raises ValueError if a saved position disagrees with this order."""
     expected = self.position(step)
     if saved != expected:
       raise ValueError(
@@ -102,13 +102,18 @@ class TrainBatches:
       self._cached_epoch = epoch
     return self._cached_order
 
-  def _example(self, index: int, uniforms: np.ndarray) -> tuple[np.ndarray, int]:
+  def _example(self, index: int,
+               uniforms: np.ndarray) -> tuple[np.ndarray, int]:
     image, label = self.source[int(index)]
     return self.transform(image, uniforms), label
 
   def batch(self, step: int,
             pool: concurrent.futures.Executor | None = None) -> dict:
-    """This process's rows of global batch ``step``: uint8 images, int32 labels."""
+    """This process's rows of global batch ``step``.
+
+    Returns:
+      ``images`` uint8 (b, H, W, C) and ``labels`` int32 (b,).
+    """
     epoch, batch_in_epoch = divmod(step, self.steps_per_epoch)
     start = batch_in_epoch * self.global_batch_size
     indices = self._order(epoch)[start:start + self.global_batch_size]
@@ -121,7 +126,7 @@ class TrainBatches:
 
   def iterate(self, start_step: int, stop_step: int,
               prefetch: int = 2) -> Iterator[dict]:
-    """Yields batches for steps [start_step, stop_step), loaded ahead in threads."""
+    """Yields the batches of steps [start_step, stop_step), loaded ahead."""
     workers = (concurrent.futures.ThreadPoolExecutor(self.num_workers)
                if self.num_workers else None)
     loader = concurrent.futures.ThreadPoolExecutor(1)

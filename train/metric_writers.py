@@ -22,9 +22,11 @@ class MetricWriter:
     self._summary = None
     self._path = os.path.join(workdir, METRICS_FILE)
     if enabled:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      # Imported here: processes other than 0 never need it.
+      import tensorboardX  # pylint: disable=g-import-not-at-top
       os.makedirs(workdir, exist_ok=True)
-      self._summary = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self._summary = tensorboardX.SummaryWriter(
+          os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     """Records scalar ``metrics`` at ``step``."""

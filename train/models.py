@@ -78,7 +78,7 @@ class _PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-  """Pre-activation ResNet for 32x32 inputs (He et al. 2016); 18 layers by default."""
+  """Pre-activation ResNet for 32x32 inputs (He et al. 2016), 18 layers."""
   num_classes: int
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   width: int = 64

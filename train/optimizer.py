@@ -2,7 +2,9 @@
 
 import optax
 
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'create_optimizer', 'learning_rate_schedule']
+__all__ = [
+    'OPTIMIZERS', 'SCHEDULES', 'create_optimizer', 'learning_rate_schedule'
+]
 
 OPTIMIZERS = ('sgd', 'adamw')
 SCHEDULES = ('cosine', 'constant')

@@ -1,28 +1,26 @@
-"""The training loop: state, the jitted (or pmapped) step, evaluation, resume.
+"""The training loop: data, devices, steps, metrics, checkpoints, resume.
 
-One batch's path: host uint8 rows -> global array sharded P('data') -> inside
-the jitted step: float conversion, ``mix(fold_in(key, step), images, labels)``
-on each device's shard (`msda_jax.shard_mixer`, no all-gather) -> model ->
-``optax.softmax_cross_entropy`` against the mixed soft labels -> gradients
-(averaged over the global batch by XLA under jit, by ``pmean`` under pmap) ->
-optimizer update. The pmap variant runs the very same `train_step` body with
-`msda_jax.per_device` as the mixer and ``axis_name='data'``.
+`train_and_evaluate` wires one run together: the dataset and its
+deterministic batches (train/input_pipeline.py), the mixer from
+``config.msda`` (`msda_jax.from_config`), the model, the compiled steps of
+train/steps.py laid out for ``config.parallelism`` ('jit': replicated state,
+batch sharded P('data'); 'pmap': the same step body under `jax.pmap`),
+periodic evaluation, JSON-lines and TensorBoard metrics, and orbax
+checkpoints from which a restarted run continues bit for bit.
 """
 
 import functools
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import msda_jax
 import numpy as np
-import optax
 import tqdm
 
 from train import augment
@@ -33,134 +31,9 @@ from train import metric_writers
 from train import models
 from train import optimizer as optimizer_lib
 from train import partitioning
+from train import steps as steps_lib
 
-__all__ = [
-    'TrainState', 'create_train_state', 'eval_step', 'normalize_images',
-    'train_and_evaluate', 'train_step'
-]
-
-MixFn = Callable[[jax.Array, jax.Array, jax.Array], msda_jax.MixResult]
-
-
-class TrainState(flax.struct.PyTreeNode):
-  """Everything a step changes; a pure pytree of arrays (checkpointed as is).
-
-  Attributes:
-    step: int32 scalar, optimizer steps taken.
-    params: model parameters.
-    batch_stats: batch-norm running statistics ({} for models without BN).
-    opt_state: optax state.
-    rng: uint32 key data of the mixing key; step ``s`` mixes with
-      ``fold_in(rng, s)``.
-  """
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  rng: jax.Array
-
-
-def create_train_state(key: jax.Array, model, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, int, int]) -> TrainState:
-  """Initialises parameters from ``key`` (params and mixing keys split from it).
-
-  Call it under `jax.jit` (with model, tx and image_shape bound): run eagerly,
-  every initializer op is compiled on its own, which takes seconds.
-  """
-  init_key, mix_key = jax.random.split(key)
-  variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32),
-                         train=False)
-  params = variables['params']
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=variables.get('batch_stats', {}),
-      opt_state=tx.init(params), rng=jax.random.key_data(mix_key))
-
-
-def _initialise(init_fn: Callable[[jax.Array], TrainState],
-                key: jax.Array) -> TrainState:
-  """Runs ``init_fn`` compiled once; on CPU without backend optimisation.
-
-  Initialisation runs once but its program (a threefry stream per parameter)
-  takes XLA:CPU seconds to optimise; unoptimised it compiles ~3x faster and
-  still runs in milliseconds.
-  """
-  lowered = jax.jit(init_fn).lower(key)
-  options = ({'xla_backend_optimization_level': 0}
-             if jax.default_backend() == 'cpu' else None)
-  return lowered.compile(options)(key)
-
-
-def normalize_images(images: jax.Array, mean: jax.Array,
-                     std: jax.Array) -> jax.Array:
-  """uint8 (B, H, W, C) -> float32 standardised per channel."""
-  return (images.astype(jnp.float32) - mean) / std
-
-
-def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
-               schedule: optax.Schedule, mean: jax.Array, std: jax.Array,
-               axis_name: str | None = None) -> tuple[TrainState, dict]:
-  """One optimizer step on a batch of uint8 images and int labels.
-
-  Args:
-    state: the current state.
-    batch: ``images`` uint8 (B, H, W, C), ``labels`` int32 (B,).
-    model: a module from `models.create_model`.
-    tx: the optimizer.
-    mix: ``mix(key, images, labels) -> MixResult``; `msda_jax.shard_mixer`
-      under jit, `msda_jax.per_device` under pmap.
-    schedule: the learning-rate schedule (for logging).
-    mean: per-channel mean in uint8 units.
-    std: per-channel standard deviation in uint8 units.
-    axis_name: the pmap axis to average gradients and metrics over; None
-      under jit, where the batch is global and XLA inserts the reductions.
-
-  Returns:
-    (new state, metrics): train_loss, train_accuracy (against the dominant
-    label, the argmax of the soft labels), learning_rate.
-  """
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  images = normalize_images(batch['images'], mean, std)
-  mixed = mix(key, images, batch['labels'])
-
-  def loss_fn(params):
-    logits, updates = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, mixed.images,
-        train=True, mutable=['batch_stats'])
-    loss = optax.softmax_cross_entropy(logits, mixed.labels).mean()
-    return loss, (logits, updates.get('batch_stats', state.batch_stats))
-
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
-  accuracy = jnp.mean(
-      jnp.argmax(logits, -1) == jnp.argmax(mixed.labels, -1))
-  metrics = dict(train_loss=loss, train_accuracy=accuracy)
-  if axis_name is not None:
-    grads = jax.lax.pmean(grads, axis_name)
-    metrics = jax.lax.pmean(metrics, axis_name)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new_state = state.replace(
-      step=state.step + 1, params=optax.apply_updates(state.params, updates),
-      batch_stats=batch_stats, opt_state=opt_state)
-  metrics['learning_rate'] = schedule(state.step)
-  return new_state, metrics
-
-
-def eval_step(state: TrainState, batch: dict, *, model, mean: jax.Array,
-              std: jax.Array) -> dict:
-  """Sums of loss, top-1 and top-5 hits over the unpadded rows of ``batch``."""
-  logits = model.apply({'params': state.params,
-                        'batch_stats': state.batch_stats},
-                       normalize_images(batch['images'], mean, std),
-                       train=False)
-  labels, mask = batch['labels'], batch['mask']
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-  return dict(
-      count=mask.sum(),
-      loss=(loss * mask).sum(),
-      top1=((jnp.argmax(logits, -1) == labels) * mask).sum(),
-      top5=((top5 == labels[:, None]).any(-1) * mask).sum())
+__all__ = ['train_and_evaluate']
 
 
 def _channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
@@ -196,35 +69,27 @@ def _summarise(step_metrics: list[dict]) -> dict:
 
 
 class _Runner:
-  """Compiled steps and layout for one parallelism mode.
+  """The compiled steps and the data layout of one parallelism mode.
 
-  Keeps the loop below free of jit/pmap branches: it calls `to_device`,
-  `train`, `evaluate`, `for_checkpoint` and `from_checkpoint`.
+  Keeps the loop free of jit/pmap branches: it calls `place_state`,
+  `to_device`, `train`, `host_copy` and `evaluate`.
   """
 
   def __init__(self, config, model_fn, tx, mixer, schedule, mean, std):
     self.parallelism = config.parallelism
-    common = dict(tx=tx, schedule=schedule, mean=mean, std=std)
+    self.mesh = partitioning.make_data_mesh()
+    common = dict(tx=tx, mixer=mixer, schedule=schedule, mean=mean, std=std)
     if self.parallelism == 'jit':
-      self.mesh = partitioning.make_data_mesh()
       self.model = model_fn(None)
-      mix = msda_jax.shard_mixer(mixer, self.mesh, partitioning.DATA_AXIS)
-      replicated = jax.sharding.NamedSharding(self.mesh, jax.P())
-      self._train = jax.jit(
-          functools.partial(train_step, model=self.model, mix=mix, **common),
-          out_shardings=replicated, donate_argnums=0)
+      self._train = steps_lib.make_jit_train_step(self.mesh, model=self.model,
+                                                  **common)
     else:
       # Under pmap, BN averages its statistics over the devices so that it
       # sees the global batch, as it does under jit.
       self.model = model_fn(partitioning.DATA_AXIS)
-      mix = msda_jax.per_device(mixer, partitioning.DATA_AXIS)
-      self._train = jax.pmap(
-          functools.partial(train_step, model=self.model, mix=mix,
-                            axis_name=partitioning.DATA_AXIS, **common),
-          axis_name=partitioning.DATA_AXIS, donate_argnums=0)
-      self.mesh = partitioning.make_data_mesh()
+      self._train = steps_lib.make_pmap_train_step(model=self.model, **common)
     self._eval = jax.jit(
-        functools.partial(eval_step, model=model_fn(None), mean=mean,
+        functools.partial(steps_lib.eval_step, model=model_fn(None), mean=mean,
                           std=std))
 
   def to_device(self, local_batch: dict) -> dict:
@@ -232,23 +97,24 @@ class _Runner:
       return partitioning.shard_batch(self.mesh, local_batch)
     return partitioning.split_for_pmap(local_batch, jax.local_device_count())
 
-  def place_state(self, state: TrainState) -> TrainState:
+  def place_state(self, state: steps_lib.TrainState) -> steps_lib.TrainState:
     """A freshly initialised (or restored) single-copy state -> step layout."""
     if self.parallelism == 'jit':
       return partitioning.replicated(self.mesh, state)
     return partitioning.replicate_for_pmap(state)
 
-  def train(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+  def train(self, state: steps_lib.TrainState,
+            batch: dict) -> tuple[steps_lib.TrainState, dict]:
     """One step; under pmap the metrics have a (pmean-equal) device axis."""
     return self._train(state, batch)
 
-  def single_copy(self, state: TrainState) -> TrainState:
+  def single_copy(self, state: steps_lib.TrainState) -> steps_lib.TrainState:
     """The state as one logical copy (what eval takes); numpy under pmap."""
     if self.parallelism == 'jit':
       return state
     return partitioning.unreplicate_from_pmap(state)
 
-  def host_copy(self, state: TrainState) -> TrainState:
+  def host_copy(self, state: steps_lib.TrainState) -> steps_lib.TrainState:
     """The state as numpy arrays (what checkpoints store).
 
     Saving host arrays spares orbax one small slicing program per array
@@ -256,7 +122,7 @@ class _Runner:
     """
     return jax.device_get(self.single_copy(state))
 
-  def evaluate(self, state: TrainState, batches) -> dict:
+  def evaluate(self, state: steps_lib.TrainState, batches) -> dict:
     state = partitioning.replicated(self.mesh, self.single_copy(state))
     totals = None
     for local_batch in batches:
@@ -339,9 +205,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   image_shape = (config.data.image_size, config.data.image_size,
                  config.data.channels)
-  state = _initialise(
-      functools.partial(create_train_state, model=runner.model, tx=tx,
-                        image_shape=image_shape), jax.random.key(config.seed))
+  state = steps_lib.init_train_state(jax.random.key(config.seed),
+                                     runner.model, tx, image_shape)
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
@@ -364,10 +229,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_workers=config.data.num_workers)
 
-  def evaluate(step: int) -> dict:
+  def evaluate(state: steps_lib.TrainState, step: int) -> dict:
     test_source = dataset.test
     if config.eval_max_examples:
-      test_source = _Prefix(test_source, config.eval_max_examples)
+      test_source = _EvenSubset(test_source, config.eval_max_examples)
     results = runner.evaluate(
         state, input_pipeline.eval_batches(test_source, **eval_kwargs))
     if dataset.num_classes <= 10:
@@ -382,38 +247,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   pending_metrics = []
   window_start, window_steps = None, 0
   step = start_step
-  for local_batch in batches.iterate(start_step, stop_step):
-    state, metrics = runner.train(state, runner.to_device(local_batch))
-    step += 1
-    progress.update()
-    if window_start is None:
-      # Start the throughput clock after the first (compiling) step.
-      jax.block_until_ready(metrics)
-      window_start = time.time()
-    else:
-      pending_metrics.append(metrics)
-      window_steps += 1
-    if pending_metrics and (step % config.log_every_steps == 0
-                            or step == stop_step):
-      summary = _summarise(pending_metrics)
-      summary['images_per_second'] = (
-          window_steps * config.batch_size / (time.time() - window_start))
-      writer.write(step, summary)
-      progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
-                           acc=f"{summary['train_accuracy']:.3f}")
-      pending_metrics, window_steps = [], 0
-      window_start = time.time()
-    if step % checkpoint_every == 0 or step == stop_step:
-      checkpointer.save(step, runner.host_copy(state),
-                        batches.position(step))
-    if step % eval_every == 0 or step == total_steps:
-      results, evaluated_step = evaluate(step), step
-      window_start = time.time()
-  progress.close()
-  if step == total_steps and evaluated_step != step:
-    results = evaluate(step)  # A finished run restarted: report its result.
-  checkpointer.close()
-  writer.close()
+  try:
+    for local_batch in batches.iterate(start_step, stop_step):
+      state, metrics = runner.train(state, runner.to_device(local_batch))
+      step += 1
+      progress.update()
+      if window_start is None:
+        # Start the throughput clock after the first (compiling) step.
+        jax.block_until_ready(metrics)
+        window_start = time.time()
+      else:
+        pending_metrics.append(metrics)
+        window_steps += 1
+      if pending_metrics and (step % config.log_every_steps == 0
+                              or step == stop_step):
+        summary = _summarise(pending_metrics)
+        summary['images_per_second'] = (
+            window_steps * config.batch_size / (time.time() - window_start))
+        writer.write(step, summary)
+        progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
+                             acc=f"{summary['train_accuracy']:.3f}")
+        pending_metrics, window_steps = [], 0
+        window_start = time.time()
+      if step % checkpoint_every == 0 or step == stop_step:
+        checkpointer.save(step, runner.host_copy(state),
+                          batches.position(step))
+      if step % eval_every == 0 or step == total_steps:
+        results, evaluated_step = evaluate(state, step), step
+        window_start = time.time()
+    if step == total_steps and evaluated_step != step:
+      # A finished run started again: report its result.
+      results = evaluate(state, step)
+  finally:
+    progress.close()
+    checkpointer.close()
+    writer.close()
   results = dict(step=step, **results,
                  wall_seconds=time.time() - start_time)
   if is_main:
@@ -421,15 +289,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   return results
 
 
-class _Prefix:
-  """The first ``limit`` examples of a source (smoke runs evaluate a few)."""
+class _EvenSubset:
+  """``limit`` examples spread evenly over a source (smoke runs evaluate few).
+
+  Evenly spaced rather than the first ones: test sets are often stored
+  sorted by class.
+  """
 
   def __init__(self, source: datasets.Source, limit: int):
     self.source = source
-    self.limit = min(limit, len(source))
+    self.indices = np.linspace(0, len(source) - 1,
+                               min(limit, len(source))).round().astype(int)
 
   def __len__(self) -> int:
-    return self.limit
+    return len(self.indices)
 
   def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-    return self.source[index]
+    return self.source[int(self.indices[index])]
