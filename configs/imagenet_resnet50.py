@@ -23,73 +23,27 @@ From an image folder ROOT/{train,val}/{class}/*.JPEG:
 
 import ml_collections
 
+from configs import common
+
+
+def _learning_rate(batch_size: int) -> float:
+  """0.1 per 256 images, linearly scaled."""
+  return 0.1 * batch_size / 256
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The ImageNet config; ``arg='smoke'`` shrinks it for CPU tests."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-
-  config.data = ml_collections.ConfigDict(dict(
-      name='imagenet2012',  # A TFDS name, or 'image_folder'.
-      data_dir='',
-      train_split='train',
-      test_split='validation',
-      image_key='image',
-      label_key='label',
-      image_size=224,
-      channels=3,
-      augment='random_resized_crop',
-      mean=(123.7, 116.3, 103.5),  # ImageNet pixel statistics, uint8 units.
-      std=(58.4, 57.1, 57.4),
-      num_workers=32,
-  ))
-
-  config.model = ml_collections.ConfigDict(dict(
-      name='resnet50', width=64, conv='xla', dtype='bfloat16'))
-
-  config.msda = ml_collections.ConfigDict(dict(
-      method='hmix',
-      alpha=1.0,
-      r=0.5,
-      mode='elem',
-      prob=1.0,
-      partner='flip',
-      label_smoothing=0.0,
-  ))
-
-  config.batch_size = 1024
-  config.eval_batch_size = 1024
-  config.num_epochs = 300
-  config.total_steps = 0  # > 0 overrides num_epochs.
-  config.optimizer = 'sgd'
-  config.learning_rate = 0.1 * config.batch_size / 256
-  config.momentum = 0.9
-  config.nesterov = False
-  config.weight_decay = 1e-4
-  config.lr_schedule = 'cosine'
-  config.warmup_epochs = 5
-
-  config.parallelism = 'jit'  # Or 'pmap'.
-  config.log_every_steps = 100
-  config.eval_every_epochs = 10
-  config.eval_max_examples = 0  # > 0: evaluate that many, evenly spread.
-  config.checkpoint_every_steps = 2000
-  config.keep_checkpoints = 2
-  config.progress_bar = True
-
-  if arg == 'smoke':
-    config.data.image_size = 32
-    config.data.num_workers = 2
-    config.model.width = 4
-    config.model.dtype = 'float32'
-    config.batch_size = 16
-    config.eval_batch_size = 16
-    config.learning_rate = 0.1 * config.batch_size / 256
-    config.warmup_epochs = 0
-    config.total_steps = 2
-    config.log_every_steps = 1
-    config.checkpoint_every_steps = 1
-    config.eval_max_examples = 32
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}: expected 'smoke'")
-  return config
+  config = common.base_config(
+      common.data_config(
+          'imagenet2012', image_size=224, channels=3,
+          augment='random_resized_crop', test_split='validation',
+          mean=(123.7, 116.3, 103.5),  # ImageNet statistics, uint8 units.
+          std=(58.4, 57.1, 57.4), num_workers=32),
+      common.model_config('resnet50', width=64, dtype='bfloat16'),
+      batch_size=1024, eval_batch_size=1024, num_epochs=300,
+      learning_rate=_learning_rate(1024), nesterov=False, weight_decay=1e-4,
+      warmup_epochs=5, eval_every_epochs=10, checkpoint_every_steps=2000)
+  smoke = common.smoke_fields(
+      width=4, **{'data.image_size': 32, 'model.dtype': 'float32',
+                  'learning_rate': _learning_rate(16), 'warmup_epochs': 0})
+  return common.apply_arg(config, arg, smoke)

@@ -73,12 +73,18 @@ def test_synthetic_run_on_8_devices_learns_and_writes_its_outputs(tmp_path):
     assert json.load(f)['msda']['method'] == 'hmix'
 
 
-def test_cifar10_smoke_config_runs_on_mocked_tfds(tmp_path):
-  config = cifar10.get_config('smoke')
+def _run_smoke_config_on_mocked_tfds(module, num_examples, workdir):
+  """Trains ``module``'s smoke config on mocked TFDS data; checks 2 steps."""
+  config = module.get_config('smoke')
   config.progress_bar = False
-  with tfds.testing.mock_data(num_examples=48):
-    result = train.train_and_evaluate(config, str(tmp_path))
+  with tfds.testing.mock_data(num_examples=num_examples):
+    result = train.train_and_evaluate(config, str(workdir))
   assert result['step'] == 2
+  return result
+
+
+def test_cifar10_smoke_config_runs_on_mocked_tfds(tmp_path):
+  result = _run_smoke_config_on_mocked_tfds(cifar10, 48, tmp_path)
   assert 0 <= result['test_accuracy'] <= 1
   assert np.isfinite(result['test_loss'])
   assert 'test_top5_accuracy' not in result  # Only reported for K > 10.
@@ -87,11 +93,7 @@ def test_cifar10_smoke_config_runs_on_mocked_tfds(tmp_path):
 def test_imagenet_smoke_config_runs_on_mocked_tfds(tmp_path):
   # Variable-size mock images exercise random-resized-crop, 1000 classes the
   # top-5 metric, and the model is the real ResNet-50 graph at width 4.
-  config = imagenet_resnet50.get_config('smoke')
-  config.progress_bar = False
-  with tfds.testing.mock_data(num_examples=32):
-    result = train.train_and_evaluate(config, str(tmp_path))
-  assert result['step'] == 2
+  result = _run_smoke_config_on_mocked_tfds(imagenet_resnet50, 32, tmp_path)
   assert result['test_accuracy'] <= result['test_top5_accuracy'] <= 1
 
 

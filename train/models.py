@@ -33,6 +33,34 @@ def _batch_norm(train: bool, axis_name: str | None, dtype: Any,
                       scale_init=scale_init, name=name)
 
 
+def _conv_and_norm(module: nn.Module,
+                   train: bool) -> tuple[Callable, Callable]:
+  """The convolution and batch-norm constructors of a ResNet ``module``."""
+  conv = functools.partial(conv_lib.Conv, implementation=module.conv,
+                           dtype=module.dtype)
+  norm = functools.partial(_batch_norm, train, module.bn_axis_name,
+                           module.dtype)
+  return conv, norm
+
+
+def _residual_stages(x: jax.Array, block: Callable,
+                     stage_features: Sequence[int], stage_sizes: Sequence[int],
+                     conv: Callable, norm: Callable) -> jax.Array:
+  """Stacks ``block``s; every stage but the first starts with stride 2."""
+  for stage, (features, num_blocks) in enumerate(
+      zip(stage_features, stage_sizes)):
+    for block_index in range(num_blocks):
+      strides = 2 if stage > 0 and block_index == 0 else 1
+      x = block(features, strides, conv, norm)(x)
+  return x
+
+
+def _pooled_logits(x: jax.Array, num_classes: int, dtype: Any) -> jax.Array:
+  """Global average pooling and the float32 output layer."""
+  x = jnp.mean(x, axis=(1, 2))
+  return nn.Dense(num_classes, dtype=dtype)(x).astype(jnp.float32)
+
+
 class SmallCNN(nn.Module):
   """Two 3x3 convolutions, 2x2 average pooling and two dense layers.
 
@@ -57,12 +85,16 @@ class SmallCNN(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
 
-class _PreActBlock(nn.Module):
-  """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1 shortcut."""
+class _ResidualBlock(nn.Module):
+  """What `_residual_stages` builds a block from: width, stride and layers."""
   features: int
   strides: int
   conv: Callable
   norm: Callable
+
+
+class _PreActBlock(_ResidualBlock):
+  """BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1 shortcut."""
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -77,8 +109,8 @@ class _PreActBlock(nn.Module):
     return out + shortcut
 
 
-class PreActResNet(nn.Module):
-  """Pre-activation ResNet for 32x32 inputs (He et al. 2016), 18 layers."""
+class _StagedResNet(nn.Module):
+  """The fields of a ResNet whose stages double ``width``, stage by stage."""
   num_classes: int
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   width: int = 64
@@ -86,19 +118,23 @@ class PreActResNet(nn.Module):
   dtype: Any = jnp.float32
   bn_axis_name: str | None = None
 
+  def _stages(self, x: jax.Array, block: Callable, conv: Callable,
+              norm: Callable) -> jax.Array:
+    """`_residual_stages` with ``width * 2**stage`` features per stage."""
+    features = [self.width * 2**stage for stage in range(len(self.stage_sizes))]
+    return _residual_stages(x, block, features, self.stage_sizes, conv, norm)
+
+
+class PreActResNet(_StagedResNet):
+  """Pre-activation ResNet for 32x32 inputs (He et al. 2016), 18 layers."""
+
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
-    conv = functools.partial(conv_lib.Conv, implementation=self.conv,
-                             dtype=self.dtype)
-    norm = functools.partial(_batch_norm, train, self.bn_axis_name, self.dtype)
+    conv, norm = _conv_and_norm(self, train)
     x = conv(self.width, (3, 3))(images.astype(self.dtype))
-    for stage, num_blocks in enumerate(self.stage_sizes):
-      for block in range(num_blocks):
-        strides = 2 if stage > 0 and block == 0 else 1
-        x = _PreActBlock(self.width * 2**stage, strides, conv, norm)(x)
+    x = self._stages(x, _PreActBlock, conv, norm)
     x = nn.relu(norm()(x))
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+    return _pooled_logits(x, self.num_classes, self.dtype)
 
 
 class WideResNet(nn.Module):
@@ -115,25 +151,17 @@ class WideResNet(nn.Module):
     if (self.depth - 4) % 6:
       raise ValueError(f'WideResNet depth must be 6n + 4, got {self.depth}')
     blocks_per_group = (self.depth - 4) // 6
-    conv = functools.partial(conv_lib.Conv, implementation=self.conv,
-                             dtype=self.dtype)
-    norm = functools.partial(_batch_norm, train, self.bn_axis_name, self.dtype)
+    conv, norm = _conv_and_norm(self, train)
     x = conv(16, (3, 3))(images.astype(self.dtype))
-    for group, base in enumerate((16, 32, 64)):
-      for block in range(blocks_per_group):
-        strides = 2 if group > 0 and block == 0 else 1
-        x = _PreActBlock(base * self.width, strides, conv, norm)(x)
+    x = _residual_stages(x, _PreActBlock,
+                         [base * self.width for base in (16, 32, 64)],
+                         [blocks_per_group] * 3, conv, norm)
     x = nn.relu(norm()(x))
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+    return _pooled_logits(x, self.num_classes, self.dtype)
 
 
-class _Bottleneck(nn.Module):
+class _Bottleneck(_ResidualBlock):
   """ResNet v1.5 bottleneck: 1x1, 3x3 (strided), 1x1 x4, post-activation."""
-  features: int
-  strides: int
-  conv: Callable
-  norm: Callable
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -150,30 +178,19 @@ class _Bottleneck(nn.Module):
     return nn.relu(out + x)
 
 
-class ResNet(nn.Module):
+class ResNet(_StagedResNet):
   """ImageNet ResNet with bottleneck blocks (v1.5); ResNet-50 by default."""
-  num_classes: int
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
-  width: int = 64
-  conv: str = 'xla'
-  dtype: Any = jnp.float32
-  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = True) -> jax.Array:
-    conv = functools.partial(conv_lib.Conv, implementation=self.conv,
-                             dtype=self.dtype)
-    norm = functools.partial(_batch_norm, train, self.bn_axis_name, self.dtype)
+    conv, norm = _conv_and_norm(self, train)
     x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)))(
         images.astype(self.dtype))
     x = nn.relu(norm()(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    for stage, num_blocks in enumerate(self.stage_sizes):
-      for block in range(num_blocks):
-        strides = 2 if stage > 0 and block == 0 else 1
-        x = _Bottleneck(self.width * 2**stage, strides, conv, norm)(x)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+    x = self._stages(x, _Bottleneck, conv, norm)
+    return _pooled_logits(x, self.num_classes, self.dtype)
 
 
 _MODELS = {

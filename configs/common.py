@@ -1,0 +1,179 @@
+"""Pieces shared by the configs: data, MSDA and training fields, smoke variants.
+
+Each config file builds its ConfigDict from these helpers and keeps its own
+protocol values, so ``--config.<field>=<value>`` overrides work as before.
+"""
+
+from typing import Any
+
+import ml_collections
+
+__all__ = [
+    'apply_arg', 'base_config', 'data_config', 'model_config', 'msda_config',
+    'smoke_fields'
+]
+
+
+def data_config(name: str, *, image_size: int, channels: int, augment: str,
+                mean: tuple[float, ...], std: tuple[float, ...],
+                num_workers: int, test_split: str = 'test',
+                **extra: Any) -> ml_collections.ConfigDict:
+  """The ``config.data`` fields.
+
+  ``data_dir`` starts empty; set it on the command line to the TFDS data_dir,
+  or to the image folder ROOT with ``name='image_folder'``.
+
+  Args:
+    name: a TFDS name, or 'image_folder' (or 'digits', 'synthetic').
+    image_size: side of the (square) training images.
+    channels: number of image channels.
+    augment: 'none', 'crop_flip' or 'random_resized_crop'.
+    mean: per-channel pixel mean, in uint8 units.
+    std: per-channel pixel standard deviation, in uint8 units.
+    num_workers: input pipeline worker threads.
+    test_split: the split evaluated on.
+    **extra: dataset-specific fields (e.g. ``test_fraction``).
+
+  Returns:
+    The data sub-config.
+  """
+  return ml_collections.ConfigDict(dict(
+      name=name, data_dir='', train_split='train', test_split=test_split,
+      image_key='image', label_key='label', **extra, image_size=image_size,
+      channels=channels, augment=augment, mean=mean, std=std,
+      num_workers=num_workers))
+
+
+def model_config(name: str, width: int,
+                 dtype: str = 'float32') -> ml_collections.ConfigDict:
+  """The ``config.model`` fields (see `train.models.create_model`)."""
+  return ml_collections.ConfigDict(dict(
+      name=name, width=width, conv='xla', dtype=dtype))
+
+
+def msda_config(method: str = 'hmix', *, alpha: float = 1.0, r: float = 0.5,
+                mode: str = 'elem', prob: float = 1.0, partner: str = 'flip',
+                label_smoothing: float = 0.0) -> ml_collections.ConfigDict:
+  """The ``config.msda`` fields, consumed by `msda_jax.from_config`.
+
+  ``num_classes`` is not among them: the training loop takes it from the
+  dataset.
+
+  Args:
+    method: 'hmix', 'gmix', 'mixup', 'cutmix' or 'none'.
+    alpha: Beta(alpha, alpha) parameter of the mixing ratio.
+    r: HMix/GMix mask parameter.
+    mode: how the ratio is drawn, e.g. 'elem' (per sample).
+    prob: probability that a sample is mixed.
+    partner: how partners are paired, e.g. 'flip' (the reversed batch).
+    label_smoothing: smoothing of the one-hot labels before mixing.
+
+  Returns:
+    The msda sub-config.
+  """
+  return ml_collections.ConfigDict(dict(
+      method=method, alpha=alpha, r=r, mode=mode, prob=prob, partner=partner,
+      label_smoothing=label_smoothing))
+
+
+def base_config(data: ml_collections.ConfigDict,
+                model: ml_collections.ConfigDict, *, batch_size: int,
+                eval_batch_size: int, num_epochs: int, learning_rate: float,
+                eval_every_epochs: int, checkpoint_every_steps: int = 0,
+                log_every_steps: int = 100, nesterov: bool = True,
+                weight_decay: float = 5e-4, warmup_epochs: int = 0,
+                msda: ml_collections.ConfigDict | None = None
+                ) -> ml_collections.ConfigDict:
+  """A full training config: SGD (momentum 0.9), cosine schedule, jit.
+
+  Args:
+    data: from `data_config`.
+    model: from `model_config`.
+    batch_size: global training batch size.
+    eval_batch_size: global evaluation batch size.
+    num_epochs: length of training (``total_steps > 0`` overrides it).
+    learning_rate: peak learning rate.
+    eval_every_epochs: evaluation period.
+    checkpoint_every_steps: checkpoint period; 0: once per epoch.
+    log_every_steps: training-metrics period.
+    nesterov: Nesterov momentum.
+    weight_decay: L2 weight decay.
+    warmup_epochs: linear warm-up before the cosine decay.
+    msda: from `msda_config`; None: ``msda_config()`` (HMix, alpha 1, r 0.5).
+
+  Returns:
+    The config, with ``seed``, ``data``, ``model``, ``msda`` and the
+    optimizer, schedule, logging and checkpoint fields.
+  """
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.data = data
+  config.model = model
+  config.msda = msda_config() if msda is None else msda
+
+  config.batch_size = batch_size
+  config.eval_batch_size = eval_batch_size
+  config.num_epochs = num_epochs
+  config.total_steps = 0  # > 0 overrides num_epochs.
+  config.optimizer = 'sgd'
+  config.learning_rate = learning_rate
+  config.momentum = 0.9
+  config.nesterov = nesterov
+  config.weight_decay = weight_decay
+  config.lr_schedule = 'cosine'
+  config.warmup_epochs = warmup_epochs
+
+  config.parallelism = 'jit'  # Or 'pmap'.
+  config.log_every_steps = log_every_steps
+  config.eval_every_epochs = eval_every_epochs
+  config.eval_max_examples = 0  # > 0: evaluate that many, evenly spread.
+  config.checkpoint_every_steps = checkpoint_every_steps
+  config.keep_checkpoints = 2
+  config.progress_bar = True
+  return config
+
+
+def smoke_fields(width: int, **more: Any) -> dict[str, Any]:
+  """The smoke overrides of the CIFAR and ImageNet configs: 2 CPU steps.
+
+  Args:
+    width: the shrunk ``model.width``.
+    **more: further overrides, by dotted field name (e.g. ``'data.image_size'``
+      via ``**{'data.image_size': 32}``).
+
+  Returns:
+    Dotted field names and values, for `apply_arg`.
+  """
+  return {
+      'model.width': width,
+      'batch_size': 16,
+      'eval_batch_size': 16,
+      'total_steps': 2,
+      'log_every_steps': 1,
+      'checkpoint_every_steps': 1,
+      'eval_max_examples': 32,
+      'data.num_workers': 2,
+      **more,
+  }
+
+
+def apply_arg(config: ml_collections.ConfigDict, arg: str | None,
+              smoke: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Applies a config file's ``get_config`` argument.
+
+  Args:
+    config: the full config, changed in place.
+    arg: None or '' (the full config), or 'smoke'.
+    smoke: dotted field names and values set for ``arg='smoke'``.
+
+  Returns:
+    ``config``.
+
+  Raises:
+    ValueError: for any other argument.
+  """
+  if arg == 'smoke':
+    config.update_from_flattened_dict(smoke)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}: expected 'smoke'")
+  return config
