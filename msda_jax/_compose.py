@@ -114,7 +114,7 @@ def choice(mixers: Sequence[Mixer],
         f"mixers must be a non-empty sequence of Mixer; got {mixers!r}")
   if probs is None:
     probs = [1.0 / len(mixers)] * len(mixers)
-  probs = [check_prob(p, "probs[i]") for p in probs]
+  probs = [check_prob(p, f"probs[{i}]") for i, p in enumerate(probs)]
   if len(probs) != len(mixers):
     raise ValueError(
         f"probs must have one weight per mixer ({len(mixers)}); got {len(probs)}")
@@ -129,11 +129,11 @@ def choice(mixers: Sequence[Mixer],
   samplers = [m.sampler or _ones for m in mixers]
   weights = jnp.asarray(probs, jnp.float32)
 
-  def sample(key: jax.Array, shape: tuple[int, int]) -> jax.Array:
+  def sample(key: jax.Array, shape: tuple[int, int]):
     pick_key, mask_key = jax.random.split(key)
     pick = jax.random.choice(pick_key, len(samplers), p=weights)
-    branches = [lambda k, s=s: s(k, shape) for s in samplers]  # (mask, mean)
-    return jax.lax.switch(pick, branches, mask_key)
+    branches = [lambda k, s=s: s(k, shape) for s in samplers]
+    return jax.lax.switch(pick, branches, mask_key)  # (mask, mean)
 
   first = mixers[0]
   names = ", ".join(f"{m.name}: {p:g}" for m, p in zip(mixers, probs))
