@@ -268,6 +268,8 @@ def test_choice_rejects_mismatched_mixers_and_bad_probs():
     msda_jax.choice([msda_jax.mixup(), msda_jax.cutmix()], probs=[0.5, 0.6])
   with pytest.raises(ValueError, match="one weight per mixer"):
     msda_jax.choice([msda_jax.mixup(), msda_jax.cutmix()], probs=[1.0])
+  with pytest.raises(ValueError, match=r"probs\[1\] must be in \[0, 1\]"):
+    msda_jax.choice([msda_jax.mixup(), msda_jax.cutmix()], probs=[0.5, -0.5])
   with pytest.raises(ValueError, match="non-empty"):
     msda_jax.choice([])
 
