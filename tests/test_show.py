@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -130,3 +131,11 @@ def test_import_msda_jax_needs_neither_pil_nor_skimage():
                        capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(show.__file__)))
   assert out.stdout.strip() == "[]"
+
+
+def test_default_seed_shows_exactly_one_clipped_cutmix_box():
+  # The README's picture is meant to show the λ correction: one box clipped.
+  photos = np.zeros((3, 128, 128, 3), np.uint8)
+  lam = show.mix_photos(jax.random.key(show.DEFAULT_SEED), photos)["cutmix"][2]
+  clipped = np.abs(lam - np.asarray(show.LAMS)) > 0.05
+  assert clipped.sum() == 1, lam
