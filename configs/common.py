@@ -81,8 +81,7 @@ def base_config(data: ml_collections.ConfigDict,
                 eval_batch_size: int, num_epochs: int, learning_rate: float,
                 eval_every_epochs: int, checkpoint_every_steps: int = 0,
                 log_every_steps: int = 100, nesterov: bool = True,
-                weight_decay: float = 5e-4, warmup_epochs: int = 0,
-                msda: ml_collections.ConfigDict | None = None
+                weight_decay: float = 5e-4, warmup_epochs: int = 0
                 ) -> ml_collections.ConfigDict:
   """A full training config: SGD (momentum 0.9), cosine schedule, jit.
 
@@ -99,7 +98,6 @@ def base_config(data: ml_collections.ConfigDict,
     nesterov: Nesterov momentum.
     weight_decay: L2 weight decay.
     warmup_epochs: linear warm-up before the cosine decay.
-    msda: from `msda_config`; None: ``msda_config()`` (HMix, alpha 1, r 0.5).
 
   Returns:
     The config, with ``seed``, ``data``, ``model``, ``msda`` and the
@@ -109,7 +107,7 @@ def base_config(data: ml_collections.ConfigDict,
   config.seed = 0
   config.data = data
   config.model = model
-  config.msda = msda_config() if msda is None else msda
+  config.msda = msda_config()  # HMix, alpha 1, r 0.5.
 
   config.batch_size = batch_size
   config.eval_batch_size = eval_batch_size

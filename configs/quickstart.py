@@ -17,16 +17,12 @@ import ml_collections
 
 from configs import common
 
-_SMOKE = {
-    'num_epochs': 1,
-    'total_steps': 4,
-    'batch_size': 16,
-    'eval_batch_size': 64,
-    'eval_every_epochs': 1,
-    'log_every_steps': 2,
-    'checkpoint_every_steps': 2,
-    'eval_max_examples': 64,
-}
+# The shared smoke fields, with the quickstart's width and in-process loading
+# kept, run for 4 steps with 2 logs, checkpoints and an evaluation.
+_SMOKE = common.smoke_fields(
+    width=32, num_epochs=1, total_steps=4, eval_batch_size=64,
+    eval_every_epochs=1, log_every_steps=2, checkpoint_every_steps=2,
+    eval_max_examples=64, **{'data.num_workers': 0})
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+from train import metric_writers
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -29,8 +31,7 @@ def test_main_runs_a_config_with_overrides_and_prints_the_result(tmp_path):
   with open(os.path.join(workdir, 'config.json')) as f:
     saved = json.load(f)
   assert saved['msda']['method'] == 'cutmix' and saved['msda']['alpha'] == 0.5
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    records = [json.loads(line) for line in f]
+  records = metric_writers.read_metrics(workdir)
   assert abs(records[-1]['test_accuracy'] - float(match.group(1))) <= 5.1e-5
   assert os.listdir(os.path.join(workdir, 'checkpoints'))
 

@@ -81,6 +81,9 @@ def test_image_folder_errors_name_the_problem(tmp_path):
   with pytest.raises(ValueError, match=r"classes \['b'\]"):
     datasets.load_dataset(_data_config(name='image_folder',
                                        data_dir=str(tmp_path)))
+  with pytest.raises(ValueError, match=r'data\.channels=2 .*\(1, 3\)'):
+    datasets.load_dataset(_data_config(name='image_folder',
+                                       data_dir=str(tmp_path), channels=2))
 
 
 def test_tfds_names_are_checked_and_read_without_tensorflow(tmp_path):
@@ -196,3 +199,13 @@ def test_random_resized_crop_and_eval_view_have_the_target_size():
                                              np.zeros(3))
   with pytest.raises(ValueError, match='unknown data.augment'):
     augment.train_transform('autoaugment', 32)
+
+
+def test_transforms_reject_images_with_other_channel_counts():
+  gray = np.zeros((16, 16, 1), np.uint8)
+  for name in ['none', 'flip', 'crop_flip', 'random_resized_crop']:
+    transform = augment.train_transform(name, 16, channels=3)
+    with pytest.raises(ValueError, match=r'data\.channels=3'):
+      transform(gray, np.zeros(transform.num_uniforms))
+    with pytest.raises(ValueError, match=r'data\.channels=3'):
+      augment.eval_transform(name, 16, channels=3)(gray)

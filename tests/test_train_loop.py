@@ -29,12 +29,7 @@ def _synthetic_config(**overrides) -> ml_collections.ConfigDict:
   config.batch_size = 16
   config.eval_batch_size = 16
   config.progress_bar = False
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for part in path:
-      target = target[part]
-    target[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
@@ -141,6 +136,7 @@ def test_pmap_step_matches_the_jit_step(tmp_path):
   _, pmap_state = _final_state(str(tmp_path / 'pmap'))
   # Same mixing per device, same batch-norm statistics (synced over the pmap
   # axis), same gradients up to the order of the cross-device reduction.
+  assert jax.tree.structure(jit_state) == jax.tree.structure(pmap_state)
   for a, b in zip(jax.tree.leaves(jit_state), jax.tree.leaves(pmap_state)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
   np.testing.assert_allclose(pmap_result['test_loss'], jit_result['test_loss'],
@@ -169,6 +165,13 @@ def test_every_method_runs_as_an_override(tmp_path, method):
     ({'data.name': 'image_folder', 'data.data_dir': '/nonexistent/cifar'},
      "data directory '/nonexistent/cifar' does not exist"),
     ({'parallelism': 'pjit'}, "unknown parallelism 'pjit'"),
+    ({'model.dtype': 'float8'}, "unknown model.dtype 'float8'"),
+    ({'data.mean': (1.0, 2.0)}, r'data\.mean has 2 values but '
+     r'data\.channels=3'),
+    ({'data.std': (1.0, 2.0)}, r'data\.std has 2 values but '
+     r'data\.channels=3'),
+    ({'data.name': 'digits'},
+     r'has 1 channels but data\.channels=3'),
 ])
 def test_bad_configs_fail_early_with_a_clear_message(tmp_path, override,
                                                      message):

@@ -42,7 +42,17 @@ class RandomTransform:
     return self.fn(image, uniforms)
 
 
-def _check_size(image: np.ndarray, size: int) -> np.ndarray:
+def _check_channels(image: np.ndarray, channels: int | None) -> np.ndarray:
+  if channels is not None and image.shape[2] != channels:
+    raise ValueError(
+        f'image of shape {image.shape} has {image.shape[2]} channels but '
+        f'data.channels={channels}; set data.channels to the stored count')
+  return image
+
+
+def _check_size(image: np.ndarray, size: int,
+                channels: int | None) -> np.ndarray:
+  _check_channels(image, channels)
   if image.shape[0] != size or image.shape[1] != size:
     raise ValueError(
         f'image of shape {image.shape} does not match data.image_size={size}; '
@@ -126,30 +136,51 @@ def center_crop_resize(image: np.ndarray, size: int,
   return _resize(image[top:top + crop, left:left + crop], size, size)
 
 
-def train_transform(name: str, image_size: int) -> RandomTransform:
-  """The training transform called ``name`` (one of `AUGMENTATIONS`)."""
+def train_transform(name: str, image_size: int,
+                    channels: int | None = None) -> RandomTransform:
+  """The training transform called ``name`` (one of `AUGMENTATIONS`).
+
+  Args:
+    name: one of `AUGMENTATIONS`.
+    image_size: side of the (square) output images.
+    channels: the channel count images must have (``data.channels``); None
+      accepts any.
+
+  Returns:
+    The transform; it raises ValueError on an image of another size (unless
+    it resizes) or channel count.
+  """
+
+  def checked(image):
+    return _check_size(image, image_size, channels)
+
   if name == 'none':
-    return RandomTransform(lambda image, u: _check_size(image, image_size), 0)
+    return RandomTransform(lambda image, u: checked(image), 0)
   if name == 'flip':
-    return RandomTransform(
-        lambda image, u: flip(_check_size(image, image_size), u), 1)
+    return RandomTransform(lambda image, u: flip(checked(image), u), 1)
   if name == 'crop_flip':
-    return RandomTransform(
-        lambda image, u: crop_flip(_check_size(image, image_size), u), 3)
+    return RandomTransform(lambda image, u: crop_flip(checked(image), u), 3)
   if name == 'random_resized_crop':
     return RandomTransform(
-        lambda image, u: random_resized_crop_flip(image, u, image_size),
+        lambda image, u: random_resized_crop_flip(
+            _check_channels(image, channels), u, image_size),
         4 * _RRC_ATTEMPTS + 1)
   raise ValueError(
       f'unknown data.augment {name!r}: expected one of {AUGMENTATIONS}')
 
 
-def eval_transform(name: str,
-                   image_size: int) -> Callable[[np.ndarray], np.ndarray]:
-  """The deterministic evaluation view matching training transform ``name``."""
+def eval_transform(
+    name: str, image_size: int,
+    channels: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+  """The deterministic evaluation view matching training transform ``name``.
+
+  Takes the arguments of `train_transform` and, like it, raises ValueError on
+  an image of another size (unless it resizes) or channel count.
+  """
   if name == 'random_resized_crop':
-    return lambda image: center_crop_resize(image, image_size)
+    return lambda image: center_crop_resize(_check_channels(image, channels),
+                                            image_size)
   if name in AUGMENTATIONS:
-    return lambda image: _check_size(image, image_size)
+    return lambda image: _check_size(image, image_size, channels)
   raise ValueError(
       f'unknown data.augment {name!r}: expected one of {AUGMENTATIONS}')

@@ -39,9 +39,6 @@ class Checkpointer:
     """The step of the newest complete checkpoint, or None."""
     return self._manager.latest_step()
 
-  def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
-
   def save(self, step: int, state: Any, data_position: dict) -> None:
     """Starts saving ``state`` and ``data_position`` as checkpoint ``step``."""
     self._manager.save(
@@ -55,7 +52,7 @@ class Checkpointer:
     """Restores checkpoint ``step`` into the layout of ``target``.
 
     Args:
-      step: a step from `all_steps`.
+      step: a saved step (e.g. `latest_step`).
       target: a state pytree whose structure, shapes and dtypes the restored
         arrays take: numpy arrays restore as numpy arrays, jax.Arrays (or
         `jax.ShapeDtypeStruct`s with shardings) with their shardings. None
@@ -70,10 +67,6 @@ class Checkpointer:
             state=ocp.args.StandardRestore(target),
             data=ocp.args.JsonRestore()))
     return restored.state, dict(restored.data)
-
-  def wait(self) -> None:
-    """Blocks until pending asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
 
   def close(self) -> None:
     self._manager.wait_until_finished()

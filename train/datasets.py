@@ -70,7 +70,11 @@ class FolderSource:
   def __init__(self, paths: list[str], labels: list[int], channels: int):
     self.paths = paths
     self.labels = np.asarray(labels, np.int32)
-    self.mode = {1: 'L', 3: 'RGB'}[channels]
+    modes = {1: 'L', 3: 'RGB'}
+    if channels not in modes:
+      raise ValueError(f'data.channels={channels!r} is not supported for '
+                       f'image files: expected one of {tuple(modes)}')
+    self.mode = modes[channels]
 
   def __len__(self) -> int:
     return len(self.paths)

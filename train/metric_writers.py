@@ -38,10 +38,6 @@ class MetricWriter:
     for name, value in values.items():
       self._summary.add_scalar(name, value, int(step))
 
-  def flush(self) -> None:
-    if self._summary:
-      self._summary.flush()
-
   def close(self) -> None:
     if self._summary:
       self._summary.close()

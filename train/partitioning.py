@@ -1,15 +1,16 @@
 """Device layout of data-parallel training: the 'data' mesh and host -> device.
 
 Under ``parallelism='jit'`` the state is replicated and the batch sharded along
-a 1-D mesh axis 'data' built with `jax.make_mesh` and an *Auto* axis type (JAX
-0.10 defaults to Explicit axes, which reject the implicit gathers of an
-ordinary model). Under ``parallelism='pmap'`` the state carries a leading
+a 1-D mesh axis 'data' built with `msda_jax.data_mesh`, which gives it an
+*Auto* axis type (JAX 0.10 defaults to Explicit axes, which reject the
+implicit gathers of an ordinary model). Under ``parallelism='pmap'`` the state carries a leading
 local-device axis and batches are reshaped to (devices, per-device, ...).
 """
 
 from typing import Any
 
 import jax
+import msda_jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -25,10 +26,7 @@ PARALLELISMS = ('jit', 'pmap')
 
 def make_data_mesh(devices: list | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh named 'data' over ``devices`` (default: all), Auto axis type."""
-  devices = jax.devices() if devices is None else devices
-  return jax.make_mesh((len(devices),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices)
+  return msda_jax.data_mesh(devices, DATA_AXIS)
 
 
 def check_batch_size(global_batch_size: int, num_devices: int,
@@ -63,9 +61,8 @@ def split_for_pmap(local_batch: dict, num_local_devices: int) -> dict:
 def _pmap_sharding() -> NamedSharding:
   # The layout jax.pmap gives its outputs: feeding it the same layout keeps
   # the second call from compiling the step again.
-  mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,),
-                           axis_types=(jax.sharding.AxisType.Auto,))
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  return NamedSharding(msda_jax.data_mesh(jax.local_devices(), DATA_AXIS),
+                       PartitionSpec(DATA_AXIS))
 
 
 def replicate_for_pmap(tree: Any) -> Any:

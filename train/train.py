@@ -35,11 +35,26 @@ from train import steps as steps_lib
 
 __all__ = ['train_and_evaluate']
 
+# Computation dtypes of the models (parameters stay float32).
+MODEL_DTYPES = ('float32', 'bfloat16', 'float16')
+
 
 def _channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
-  mean = np.asarray(config.data.mean, np.float32).reshape(-1)
-  std = np.asarray(config.data.std, np.float32).reshape(-1)
-  return mean, std
+  """``data.mean`` and ``data.std`` as float32 vectors.
+
+  Raises:
+    ValueError: if either has neither 1 nor ``data.channels`` values.
+  """
+  channels = config.data.channels
+  stats = []
+  for field in ('mean', 'std'):
+    values = np.asarray(config.data[field], np.float32).reshape(-1)
+    if len(values) not in (1, channels):
+      raise ValueError(
+          f'data.{field} has {len(values)} values but data.channels='
+          f'{channels}: give 1 value or {channels} (one per channel)')
+    stats.append(values)
+  return stats[0], stats[1]
 
 
 def _msda_config(config: ml_collections.ConfigDict, num_classes: int) -> dict:
@@ -56,6 +71,9 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.model.name not in models.MODEL_NAMES:
     raise ValueError(f'unknown model {config.model.name!r}: expected one of '
                      f'{models.MODEL_NAMES}')
+  if config.model.dtype not in MODEL_DTYPES:
+    raise ValueError(f'unknown model.dtype {config.model.dtype!r}: expected '
+                     f'one of {MODEL_DTYPES}')
   partitioning.check_batch_size(config.batch_size, jax.device_count())
   partitioning.check_batch_size(config.eval_batch_size, jax.device_count(),
                                 'eval_batch_size')
@@ -162,9 +180,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     (when there are more than 10 classes), and wall_seconds of this call.
 
   Raises:
-    ValueError: unknown dataset, model, method, parallelism, optimizer or
-      augmentation; a batch size not divisible by the device count; a
-      missing data directory.
+    ValueError: unknown dataset, model, model dtype, method, parallelism,
+      optimizer or augmentation; data.mean or data.std not of length 1 or
+      data.channels; images whose channels differ from data.channels; a
+      batch size not divisible by the device count; a missing data
+      directory.
   """
   start_time = time.time()
   _check_config(config)
@@ -181,10 +201,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         conv=config.model.conv, width=config.model.width,
         dtype=jnp.dtype(config.model.dtype), bn_axis_name=bn_axis_name)
 
-  train_transform = augment.train_transform(config.data.augment,
-                                            config.data.image_size)
-  test_transform = augment.eval_transform(config.data.augment,
-                                          config.data.image_size)
+  train_transform = augment.train_transform(
+      config.data.augment, config.data.image_size, config.data.channels)
+  test_transform = augment.eval_transform(
+      config.data.augment, config.data.image_size, config.data.channels)
   batches = input_pipeline.TrainBatches(
       dataset.train, global_batch_size=config.batch_size, seed=config.seed,
       transform=train_transform, process_index=jax.process_index(),
@@ -229,10 +249,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_workers=config.data.num_workers)
 
+  test_source = dataset.test
+  if config.eval_max_examples:
+    test_source = _EvenSubset(test_source, config.eval_max_examples)
+
   def evaluate(state: steps_lib.TrainState, step: int) -> dict:
-    test_source = dataset.test
-    if config.eval_max_examples:
-      test_source = _EvenSubset(test_source, config.eval_max_examples)
     results = runner.evaluate(
         state, input_pipeline.eval_batches(test_source, **eval_kwargs))
     if dataset.num_classes <= 10:
@@ -240,12 +261,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.write(step, results)
     return results
 
-  results, evaluated_step = {}, None
+  results = {}
   progress = tqdm.tqdm(total=stop_step, initial=start_step, desc='train',
                        unit='step', mininterval=0.5, dynamic_ncols=True,
                        disable=not (is_main and config.progress_bar))
   pending_metrics = []
-  window_start, window_steps = None, 0
+  window_start = None
   step = start_step
   try:
     for local_batch in batches.iterate(start_step, stop_step):
@@ -258,24 +279,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         window_start = time.time()
       else:
         pending_metrics.append(metrics)
-        window_steps += 1
       if pending_metrics and (step % config.log_every_steps == 0
                               or step == stop_step):
         summary = _summarise(pending_metrics)
         summary['images_per_second'] = (
-            window_steps * config.batch_size / (time.time() - window_start))
+            len(pending_metrics) * config.batch_size /
+            (time.time() - window_start))
         writer.write(step, summary)
         progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
                              acc=f"{summary['train_accuracy']:.3f}")
-        pending_metrics, window_steps = [], 0
+        pending_metrics = []
         window_start = time.time()
       if step % checkpoint_every == 0 or step == stop_step:
         checkpointer.save(step, runner.host_copy(state),
                           batches.position(step))
       if step % eval_every == 0 or step == total_steps:
-        results, evaluated_step = evaluate(state, step), step
-        window_start = time.time()
-    if step == total_steps and evaluated_step != step:
+        # Keep evaluation time out of the training throughput: finish the
+        # pending steps first, then shift the window by the time it took.
+        jax.block_until_ready(state)
+        eval_start = time.time()
+        results = evaluate(state, step)
+        window_start += time.time() - eval_start
+    if start_step == total_steps:
       # A finished run started again: report its result.
       results = evaluate(state, step)
   finally:
