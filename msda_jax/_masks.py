@@ -84,13 +84,16 @@ def check_r(r) -> float:
   return value
 
 
-def _box_mask_and_mean(shape, box: _geometry.Box, inside, outside):
-  """``inside`` in the box, ``outside`` elsewhere, and the exact mean."""
+def _outside_share(shape, box: _geometry.Box) -> jax.Array:
+  """``1 - box_area / (H W)``: the share of pixels outside ``box``."""
   total = shape[0] * shape[1]
-  outside_share = (total - _geometry.box_area(box)).astype(jnp.float32) / total
-  inside_share = 1.0 - outside_share
-  mask = jnp.where(_geometry.box_mask(shape, box), inside, outside)
-  return mask.astype(jnp.float32), inside * inside_share + outside * outside_share
+  return (total - _geometry.box_area(box)).astype(jnp.float32) / total
+
+
+def _box_mask_and_mean(shape, box: _geometry.Box, outside):
+  """0 in the box, ``outside`` elsewhere, and the exact mean of that mask."""
+  mask = jnp.where(_geometry.box_mask(shape, box), 0.0, outside)
+  return mask.astype(jnp.float32), outside * _outside_share(shape, box)
 
 
 def _mixup(u, shape, lam):
@@ -101,14 +104,14 @@ def _mixup(u, shape, lam):
 def _cutmix(u, shape, lam):
   box = _geometry.centered_box(_geometry.center_from_uniform(u, shape), shape,
                                jnp.sqrt(1.0 - lam))
-  return _box_mask_and_mean(shape, box, 0.0, 1.0)
+  return _box_mask_and_mean(shape, box, 1.0)
 
 
 def _cutmix_minmax(u, shape, lam, *, minmax):
   """timm's minmax box: sides uniform in [aH, bH), fully inside; λ unused."""
   del lam
   sides, corner = [], []
-  for size, u_side, u_corner, in zip(shape, u[:2], u[2:]):
+  for size, u_side, u_corner in zip(shape, u[:2], u[2:]):
     low = int(size * minmax[0])
     high = min(max(int(size * minmax[1]), low + 1), size + 1)
     side = jnp.minimum(low + jnp.floor(u_side * (high - low)).astype(jnp.int32),
@@ -118,17 +121,16 @@ def _cutmix_minmax(u, shape, lam, *, minmax):
         jnp.floor(u_corner * (size - side + 1)).astype(jnp.int32), size - side))
   box = _geometry.Box(corner[0], corner[0] + sides[0],
                       corner[1], corner[1] + sides[1])
-  return _box_mask_and_mean(shape, box, 0.0, 1.0)
+  return _box_mask_and_mean(shape, box, 1.0)
 
 
 def _hmix(u, shape, lam, *, r):
   box = _geometry.centered_box(_geometry.center_from_uniform(u, shape), shape,
                                jnp.sqrt(r * (1.0 - lam)))
-  total = shape[0] * shape[1]
-  lam_box = 1.0 - _geometry.box_area(box).astype(jnp.float32) / total
+  lam_box = _outside_share(shape, box)
   mu = jnp.clip(jnp.where(lam_box > 0, lam / jnp.maximum(lam_box, 1e-12), 0.0),
                 0.0, 1.0)
-  return _box_mask_and_mean(shape, box, 0.0, mu)
+  return _box_mask_and_mean(shape, box, mu)
 
 
 def _gmix(u, shape, lam):
