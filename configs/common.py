@@ -30,7 +30,8 @@ def data_config(name: str, *, image_size: int, channels: int, augment: str,
     augment: 'none', 'crop_flip' or 'random_resized_crop'.
     mean: per-channel pixel mean, in uint8 units.
     std: per-channel pixel standard deviation, in uint8 units.
-    num_workers: input pipeline worker threads.
+    num_workers: worker processes that decode and augment on the host path
+      (and decode an image folder once for the device path).
     test_split: the split evaluated on.
     **extra: dataset-specific fields (e.g. ``test_fraction``).
 
@@ -41,7 +42,18 @@ def data_config(name: str, *, image_size: int, channels: int, augment: str,
       name=name, data_dir='', train_split='train', test_split=test_split,
       image_key='image', label_key='label', **extra, image_size=image_size,
       channels=channels, augment=augment, mean=mean, std=std,
-      num_workers=num_workers))
+      num_workers=num_workers,
+      # 0: all training examples; n > 0: a class-balanced subset of n.
+      train_examples=0,
+      # 'device': the decoded training set on every device, batches gathered
+      # and augmented there; 'host': streamed by worker processes; 'auto':
+      # 'device' when the set fits device_memory_gb and the augmentation runs
+      # on device.
+      placement='auto', device_memory_gb=4.0,
+      # Where image folders are decoded to once ('': ~/.cache/msda_jax).
+      cache_dir='',
+      # Unreadable images tolerated (skipped and counted) before stopping.
+      max_bad_examples=0))
 
 
 def model_config(name: str, width: int,
@@ -60,7 +72,8 @@ def msda_config(method: str = 'hmix', *, alpha: float = 1.0, r: float = 0.5,
   dataset.
 
   Args:
-    method: 'hmix', 'gmix', 'mixup', 'cutmix' or 'none'.
+    method: 'hmix', 'gmix', 'mixup', 'cutmix', 'none', or 'choice' (one of
+      ``choices`` per sample, with probabilities ``probs``).
     alpha: Beta(alpha, alpha) parameter of the mixing ratio.
     r: HMix/GMix mask parameter.
     mode: how the ratio is drawn, e.g. 'elem' (per sample).
@@ -73,7 +86,12 @@ def msda_config(method: str = 'hmix', *, alpha: float = 1.0, r: float = 0.5,
   """
   return ml_collections.ConfigDict(dict(
       method=method, alpha=alpha, r=r, mode=mode, prob=prob, partner=partner,
-      label_smoothing=label_smoothing))
+      label_smoothing=label_smoothing,
+      # Used by method='choice' only: timm's recipe, CutMix (alpha 1) or
+      # Mixup (alpha 0.8) with equal probability.
+      choices=(dict(method='cutmix', alpha=1.0),
+               dict(method='mixup', alpha=0.8)),
+      probs=(0.5, 0.5)))
 
 
 def base_config(data: ml_collections.ConfigDict,

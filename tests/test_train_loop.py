@@ -92,21 +92,22 @@ def test_imagenet_smoke_config_runs_on_mocked_tfds(tmp_path):
   assert result['test_accuracy'] <= result['test_top5_accuracy'] <= 1
 
 
-def _resume_config():
+def _resume_config(**overrides):
   # A batch-norm model, crop+flip augmentation and HMix: every piece of state
   # (params, batch stats, momentum, RNG, data position) matters.
   return _synthetic_config(**{
       'model.name': 'preact_resnet18', 'model.width': 4,
       'data.augment': 'crop_flip', 'total_steps': 7,
-      'checkpoint_every_steps': 4})
+      'checkpoint_every_steps': 4, **overrides})
 
 
-def test_stopped_and_resumed_run_ends_bit_identical(tmp_path):
+@pytest.mark.parametrize('placement', ['device', 'host'])
+def test_stopped_and_resumed_run_ends_bit_identical(tmp_path, placement):
   uninterrupted = str(tmp_path / 'uninterrupted')
   interrupted = str(tmp_path / 'interrupted')
-  expected = train.train_and_evaluate(_resume_config(), uninterrupted)
-  halted = train.train_and_evaluate(_resume_config(), interrupted,
-                                    halt_at_step=5)
+  config = _resume_config(**{'data.placement': placement})
+  expected = train.train_and_evaluate(config, uninterrupted)
+  halted = train.train_and_evaluate(config, interrupted, halt_at_step=5)
   assert halted['step'] == 5  # Mid-epoch (4 steps per epoch), between saves.
   # A crash while writing a later checkpoint leaves a temporary directory,
   # which must neither be taken for a checkpoint nor break the restart.
@@ -115,7 +116,7 @@ def test_stopped_and_resumed_run_ends_bit_identical(tmp_path):
   os.makedirs(partial)
   with open(os.path.join(partial, 'garbage'), 'w') as f:
     f.write('half-written')
-  resumed = train.train_and_evaluate(_resume_config(), interrupted)
+  resumed = train.train_and_evaluate(config, interrupted)
   assert resumed['step'] == 7
   assert resumed['test_loss'] == expected['test_loss']
   step_a, state_a = _final_state(uninterrupted)
@@ -127,8 +128,24 @@ def test_stopped_and_resumed_run_ends_bit_identical(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_device_and_host_placement_train_on_the_same_batches(tmp_path):
+  # Catches a device path that visits other examples than the host order
+  # (wrong permutation, offset or rows): without augmentation both paths feed
+  # the same batches, so the runs end with the same parameters.
+  states = {}
+  for placement in ('device', 'host'):
+    config = _synthetic_config(**{'data.placement': placement,
+                                  'total_steps': 6})
+    train.train_and_evaluate(config, str(tmp_path / placement))
+    states[placement] = _final_state(str(tmp_path / placement))[1]
+  for a, b in zip(jax.tree.leaves(states['device']),
+                  jax.tree.leaves(states['host'])):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_pmap_step_matches_the_jit_step(tmp_path):
-  config = _resume_config()  # Its jit program is cached by the test above.
+  # pmap streams batches from the host; so must jit, to see the same ones.
+  config = _resume_config(**{'data.placement': 'host'})
   jit_result = train.train_and_evaluate(config, str(tmp_path / 'jit'))
   config.parallelism = 'pmap'
   pmap_result = train.train_and_evaluate(config, str(tmp_path / 'pmap'))

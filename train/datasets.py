@@ -22,7 +22,8 @@ from PIL import Image
 
 __all__ = [
     'ArraySource', 'BUILTIN_DATASETS', 'Dataset', 'FolderSource', 'Source',
-    'TfdsSource', 'load_dataset'
+    'Subset', 'TfdsSource', 'balanced_subset', 'decode_image', 'load_dataset',
+    'source_labels'
 ]
 
 BUILTIN_DATASETS = ('digits', 'synthetic', 'image_folder')
@@ -64,6 +65,13 @@ class ArraySource:
     return self.images[index], int(self.labels[index])
 
 
+def decode_image(path: str, mode: str) -> np.ndarray:
+  """The image file at ``path`` as (H, W, C) uint8, converted to PIL ``mode``."""
+  with Image.open(path) as image:
+    array = np.asarray(image.convert(mode))
+  return array[..., None] if array.ndim == 2 else array
+
+
 class FolderSource:
   """Image files with integer labels, decoded on access."""
 
@@ -80,11 +88,7 @@ class FolderSource:
     return len(self.paths)
 
   def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-    with Image.open(self.paths[index]) as image:
-      array = np.asarray(image.convert(self.mode))
-    if array.ndim == 2:
-      array = array[..., None]
-    return array, int(self.labels[index])
+    return decode_image(self.paths[index], self.mode), int(self.labels[index])
 
 
 class TfdsSource:
@@ -106,6 +110,59 @@ class TfdsSource:
     return image, int(record[self.label_key])
 
 
+class Subset:
+  """The examples of ``source`` at ``indices``, in that order."""
+
+  def __init__(self, source: Source, indices):
+    self.source = source
+    self.indices = np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+    return self.source[int(self.indices[index])]
+
+
+def source_labels(source: Source) -> np.ndarray:
+  """All labels of ``source`` (read from its ``labels`` if it keeps them)."""
+  if isinstance(source, Subset):
+    return source_labels(source.source)[source.indices]
+  labels = getattr(source, 'labels', None)
+  if labels is None:
+    labels = [source[i][1] for i in range(len(source))]
+  return np.asarray(labels, np.int32)
+
+
+def balanced_subset(source: Source, size: int, num_classes: int,
+                    seed: int = 0) -> Subset:
+  """``size`` examples of ``source``, as equal a number per class as possible.
+
+  Each class contributes ``size // num_classes`` examples (the first
+  ``size % num_classes`` classes one more), drawn without replacement by
+  ``seed``: the subset is fixed by the data, not by the training run's seed.
+
+  Raises:
+    ValueError: ``size`` is not in [1, len(source)], or a class has fewer
+      examples than its share.
+  """
+  if not 0 < size <= len(source):
+    raise ValueError(f'data.train_examples={size} must be in [1, '
+                     f'{len(source)}] (the training set size), or 0 for all')
+  labels = source_labels(source)
+  rng = np.random.default_rng([seed, 2])
+  chosen = []
+  for label in range(num_classes):
+    share = size // num_classes + (label < size % num_classes)
+    members = np.flatnonzero(labels == label)
+    if len(members) < share:
+      raise ValueError(
+          f'data.train_examples={size} needs {share} examples of class '
+          f'{label}, which has only {len(members)}')
+    chosen.append(rng.choice(members, share, replace=False))
+  return Subset(source, np.sort(np.concatenate(chosen)))
+
+
 def _digits(test_fraction: float) -> Dataset:
   # Imported here: only the digits dataset needs scikit-learn.
   from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top,line-too-long
@@ -121,18 +178,20 @@ def _digits(test_fraction: float) -> Dataset:
 
 
 def _synthetic(config) -> Dataset:
+  # Any config can switch to synthetic data: the sizes have defaults.
+  num_classes = config.get('num_classes', 10)
   rng = np.random.default_rng(0)
   shape = (config.image_size, config.image_size, config.channels)
-  patterns = rng.choice([-1.0, 1.0], size=(config.num_classes, *shape))
+  patterns = rng.choice([-1.0, 1.0], size=(num_classes, *shape))
 
   def make(size: int) -> ArraySource:
-    labels = rng.integers(0, config.num_classes, size)
+    labels = rng.integers(0, num_classes, size)
     noise = rng.normal(size=(size, *shape))
     images = np.clip(128 + 48 * patterns[labels] + 32 * noise, 0, 255)
     return ArraySource(images.astype(np.uint8), labels)
 
-  return Dataset(make(config.train_size), make(config.test_size),
-                 config.num_classes)
+  return Dataset(make(config.get('train_size', 1024)),
+                 make(config.get('test_size', 256)), num_classes)
 
 
 def _require_dir(path: str | None, what: str) -> str:
@@ -220,7 +279,9 @@ def load_dataset(config) -> Dataset:
     config: ConfigDict with ``name`` and, as the dataset needs them,
       ``data_dir``, ``train_split``, ``test_split``, ``image_key``,
       ``label_key``, ``channels``, ``test_fraction`` (digits),
-      ``image_size``/``num_classes``/``train_size``/``test_size`` (synthetic).
+      ``image_size``/``num_classes``/``train_size``/``test_size`` (synthetic),
+      and ``train_examples`` (> 0: a class-balanced subset of that many
+      training examples, see `balanced_subset`).
 
   Returns:
     A `Dataset`.
@@ -229,9 +290,14 @@ def load_dataset(config) -> Dataset:
     ValueError: unknown dataset name, missing or malformed data directory.
   """
   if config.name == 'digits':
-    return _digits(config.get('test_fraction', 0.2))
-  if config.name == 'synthetic':
-    return _synthetic(config)
-  if config.name == 'image_folder':
-    return _image_folder(config)
-  return _tfds(config)
+    dataset = _digits(config.get('test_fraction', 0.2))
+  elif config.name == 'synthetic':
+    dataset = _synthetic(config)
+  elif config.name == 'image_folder':
+    dataset = _image_folder(config)
+  else:
+    dataset = _tfds(config)
+  if config.get('train_examples'):
+    dataset = dataclasses.replace(dataset, train=balanced_subset(
+        dataset.train, config.train_examples, dataset.num_classes))
+  return dataset

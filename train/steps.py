@@ -20,7 +20,7 @@ import optax
 from train import partitioning
 
 __all__ = [
-    'MixFn', 'TrainState', 'create_train_state', 'eval_step',
+    'ECE_BINS', 'MixFn', 'TrainState', 'create_train_state', 'eval_step',
     'init_train_state', 'make_jit_train_step', 'make_pmap_train_step',
     'normalize_images', 'train_step'
 ]
@@ -167,9 +167,19 @@ def make_pmap_train_step(*, model, tx, mixer, schedule: optax.Schedule,
       axis_name=partitioning.DATA_AXIS, donate_argnums=0)
 
 
+# Equal-width confidence bins of the expected calibration error.
+ECE_BINS = 15
+
+
 def eval_step(state: TrainState, batch: dict, *, model, mean: jax.Array,
               std: jax.Array) -> dict:
-  """Sums of loss, top-1 and top-5 hits over the unpadded rows of ``batch``."""
+  """Sums over the unpadded rows of ``batch``, to be added over batches.
+
+  ``count``, ``loss``, ``top1`` and ``top5`` hits, and ``calibration``: per
+  confidence bin ``[k / 15, (k + 1) / 15)`` the sum of (hit - confidence),
+  where confidence is the top softmax probability; the expected calibration
+  error (Guo et al., ICML 2017) is ``sum(|calibration|) / count``.
+  """
   logits = model.apply({'params': state.params,
                         'batch_stats': state.batch_stats},
                        normalize_images(batch['images'], mean, std),
@@ -177,8 +187,14 @@ def eval_step(state: TrainState, batch: dict, *, model, mean: jax.Array,
   labels, mask = batch['labels'], batch['mask']
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+  hits = (jnp.argmax(logits, -1) == labels) * mask
+  confidence = jax.nn.softmax(logits.astype(jnp.float32)).max(-1)
+  bins = jnp.minimum((confidence * ECE_BINS).astype(jnp.int32), ECE_BINS - 1)
+  calibration = jnp.zeros(ECE_BINS, jnp.float32).at[bins].add(
+      hits - confidence * mask)
   return dict(
       count=mask.sum(),
       loss=(loss * mask).sum(),
-      top1=((jnp.argmax(logits, -1) == labels) * mask).sum(),
-      top5=((top5 == labels[:, None]).any(-1) * mask).sum())
+      top1=hits.sum(),
+      top5=((top5 == labels[:, None]).any(-1) * mask).sum(),
+      calibration=calibration)

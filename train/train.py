@@ -26,6 +26,8 @@ import tqdm
 from train import augment
 from train import checkpoint as checkpoint_lib
 from train import datasets
+from train import decode
+from train import device_data
 from train import input_pipeline
 from train import metric_writers
 from train import models
@@ -111,6 +113,8 @@ class _Runner:
                           std=std))
 
   def to_device(self, local_batch: dict) -> dict:
+    if isinstance(local_batch['images'], jax.Array):
+      return local_batch  # Built on device (device_data.DeviceBatches).
     if self.parallelism == 'jit':
       return partitioning.shard_batch(self.mesh, local_batch)
     return partitioning.split_for_pmap(local_batch, jax.local_device_count())
@@ -150,12 +154,45 @@ class _Runner:
     count = float(totals['count'])
     return dict(test_loss=float(totals['loss']) / count,
                 test_accuracy=float(totals['top1']) / count,
-                test_top5_accuracy=float(totals['top5']) / count)
+                test_top5_accuracy=float(totals['top5']) / count,
+                test_ece=float(np.abs(totals['calibration']).sum()) / count)
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def _training_data(config: ml_collections.ConfigDict,
+                   dataset: datasets.Dataset) -> tuple[str, Any, Any]:
+  """The placement, the training batches and the test source.
+
+  On the device, both splits are decoded once (image folders through the
+  decode cache) and the batches are built there; on the host, worker
+  processes stream them.
+  """
+  placement = device_data.choose_placement(
+      config.data, dataset.train, parallelism=config.parallelism)
+  if placement == 'device':
+    decode_options = dict(cache_dir=config.data.cache_dir,
+                          num_workers=config.data.num_workers,
+                          max_bad_examples=config.data.max_bad_examples)
+    train_set = decode.decode_split(dataset.train, **decode_options)
+    batches = device_data.DeviceBatches(
+        train_set.images, train_set.labels,
+        mesh=partitioning.make_data_mesh(),
+        global_batch_size=config.batch_size, seed=config.seed,
+        augment=config.data.augment)
+    return placement, batches, decode.decode_split(dataset.test,
+                                                   **decode_options)
+  batches = input_pipeline.TrainBatches(
+      dataset.train, global_batch_size=config.batch_size, seed=config.seed,
+      transform=augment.train_transform(config.data.augment,
+                                        config.data.image_size,
+                                        config.data.channels),
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      num_workers=config.data.num_workers)
+  return placement, batches, dataset.test
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -176,7 +213,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       whole run. None runs to the end.
 
   Returns:
-    The last evaluation: step, test_loss, test_accuracy, test_top5_accuracy
+    The last evaluation: step, test_loss, test_accuracy, test_ece (expected
+    calibration error, 15 bins), test_top5_accuracy
     (when there are more than 10 classes), and wall_seconds of this call.
 
   Raises:
@@ -201,14 +239,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         conv=config.model.conv, width=config.model.width,
         dtype=jnp.dtype(config.model.dtype), bn_axis_name=bn_axis_name)
 
-  train_transform = augment.train_transform(
-      config.data.augment, config.data.image_size, config.data.channels)
   test_transform = augment.eval_transform(
       config.data.augment, config.data.image_size, config.data.channels)
-  batches = input_pipeline.TrainBatches(
-      dataset.train, global_batch_size=config.batch_size, seed=config.seed,
-      transform=train_transform, process_index=jax.process_index(),
-      process_count=jax.process_count(), num_workers=config.data.num_workers)
+  placement, batches, test_source = _training_data(config, dataset)
   steps_per_epoch = batches.steps_per_epoch
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   stop_step = total_steps if halt_at_step is None else min(halt_at_step,
@@ -240,8 +273,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if is_main:
     _write_config(config, workdir)
     logging.info('Mixer %s; %d steps (%d per epoch), global batch %d on %d '
-                 'devices, %s.', mixer.name, total_steps, steps_per_epoch,
-                 config.batch_size, jax.device_count(), config.parallelism)
+                 'devices, %s, training data on the %s.', mixer.name,
+                 total_steps, steps_per_epoch, config.batch_size,
+                 jax.device_count(), config.parallelism, placement)
 
   writer = metric_writers.MetricWriter(workdir, enabled=is_main)
   eval_kwargs = dict(
@@ -249,9 +283,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_workers=config.data.num_workers)
 
-  test_source = dataset.test
   if config.eval_max_examples:
-    test_source = _EvenSubset(test_source, config.eval_max_examples)
+    # Evenly spread rather than the first ones: test sets are often stored
+    # sorted by class.
+    test_source = datasets.Subset(test_source, np.linspace(
+        0, len(test_source) - 1,
+        min(config.eval_max_examples, len(test_source))).round())
 
   def evaluate(state: steps_lib.TrainState, step: int) -> dict:
     results = runner.evaluate(
@@ -313,21 +350,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info('Done: %s', json.dumps(results))
   return results
 
-
-class _EvenSubset:
-  """``limit`` examples spread evenly over a source (smoke runs evaluate few).
-
-  Evenly spaced rather than the first ones: test sets are often stored
-  sorted by class.
-  """
-
-  def __init__(self, source: datasets.Source, limit: int):
-    self.source = source
-    self.indices = np.linspace(0, len(source) - 1,
-                               min(limit, len(source))).round().astype(int)
-
-  def __len__(self) -> int:
-    return len(self.indices)
-
-  def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-    return self.source[int(self.indices[index])]

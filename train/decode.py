@@ -1,0 +1,195 @@
+"""Decoding a whole split once into uint8 arrays, cached for image folders.
+
+The device data path (train/device_data.py) needs the training set as one
+``(N, H, W, C)`` uint8 array. `decode_split` builds it from any `Source`:
+in-memory sources are used as they are, TFDS records are read once, and the
+files of an image folder are decoded by worker processes and stored in a
+cache file (``.npz``, under a cache directory of the user's choosing, never
+inside the data folder unless asked), keyed by the file list, sizes and
+modification times, so that a second run starts in seconds.
+
+Unreadable files never surface as a bare traceback in the middle of a run:
+every file is tried, then all failures are listed in one error before
+training starts (or, up to ``max_bad_examples``, dropped with a warning).
+"""
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import tempfile
+
+from absl import logging
+import numpy as np
+
+from train import datasets
+
+__all__ = ['DecodeError', 'decode_split', 'default_cache_dir']
+
+# Files per task handed to a decoding worker process.
+_CHUNK = 512
+
+
+class DecodeError(ValueError):
+  """Some images could not be decoded; the message lists every one."""
+
+
+def default_cache_dir() -> str:
+  """``$XDG_CACHE_HOME/msda_jax`` (``~/.cache/msda_jax`` by default)."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(base, 'msda_jax')
+
+
+def _decode_files(paths: list[str], mode: str) -> tuple[list, list]:
+  """Decodes ``paths``; returns (images or None, error messages or None)."""
+  images, errors = [], []
+  for path in paths:
+    try:
+      image = datasets.decode_image(path, mode)
+    except Exception as error:  # pylint: disable=broad-except
+      images.append(None)
+      errors.append(f'{type(error).__name__}: {error}')
+    else:
+      images.append(image)
+      errors.append(None)
+  return images, errors
+
+
+def _decode_folder(source: datasets.FolderSource,
+                   num_workers: int) -> tuple[list, list]:
+  chunks = [source.paths[i:i + _CHUNK]
+            for i in range(0, len(source.paths), _CHUNK)]
+  images, errors = [], []
+  if num_workers > 0 and len(chunks) > 1:
+    # 'spawn': the workers import only PIL and NumPy, never this process's
+    # JAX runtime (forking a process that runs XLA threads is unsafe).
+    with concurrent.futures.ProcessPoolExecutor(
+        num_workers, mp_context=multiprocessing.get_context('spawn')) as pool:
+      results = pool.map(_decode_files, chunks, [source.mode] * len(chunks))
+      for chunk_images, chunk_errors in results:
+        images += chunk_images
+        errors += chunk_errors
+  else:
+    for chunk in chunks:
+      chunk_images, chunk_errors = _decode_files(chunk, source.mode)
+      images += chunk_images
+      errors += chunk_errors
+  return images, errors
+
+
+def _read_all(source: datasets.Source) -> tuple[list, list]:
+  images, errors = [], []
+  for index in range(len(source)):
+    try:
+      images.append(source[index][0])
+      errors.append(None)
+    except Exception as error:  # pylint: disable=broad-except
+      images.append(None)
+      errors.append(f'{type(error).__name__}: {error}')
+  return images, errors
+
+
+def _cache_key(source: datasets.FolderSource) -> str:
+  digest = hashlib.sha256(source.mode.encode())
+  for path in source.paths:
+    stat = os.stat(path)
+    digest.update(f'{os.path.abspath(path)}\0{stat.st_size}\0'
+                  f'{stat.st_mtime_ns}\n'.encode())
+  digest.update(np.asarray(source.labels, np.int32).tobytes())
+  return digest.hexdigest()[:24]
+
+
+def _stack(images: list, errors: list, names: list[str],
+           max_bad_examples: int) -> tuple[np.ndarray, np.ndarray]:
+  """Stacks the decoded images, after checking that they share one shape.
+
+  Returns the array and the indices kept.
+
+  Raises:
+    DecodeError: more than ``max_bad_examples`` unreadable or odd-shaped
+      images; the message lists every one.
+  """
+  shapes = [image.shape for image in images if image is not None]
+  if not shapes:
+    raise DecodeError('no image could be decoded:\n  ' + '\n  '.join(
+        f'{name}: {error}' for name, error in zip(names, errors)))
+  # The most common shape is the stored size; others are reported as bad.
+  values, counts = np.unique(np.asarray(shapes), axis=0, return_counts=True)
+  shape = tuple(int(v) for v in values[np.argmax(counts)])
+  for index, image in enumerate(images):
+    if image is not None and image.shape != shape:
+      errors[index] = (f'shape {image.shape} differs from the other images '
+                       f'{shape}')
+  bad = [i for i, error in enumerate(errors) if error is not None]
+  report = '\n  '.join(f'{names[i]}: {errors[i]}' for i in bad)
+  if len(bad) > max_bad_examples:
+    raise DecodeError(
+        f'{len(bad)} of {len(images)} images could not be used (limit '
+        f'data.max_bad_examples={max_bad_examples}):\n  {report}')
+  if bad:
+    logging.warning('Skipping %d unusable images:\n  %s', len(bad), report)
+  keep = np.asarray([i for i, error in enumerate(errors) if error is None])
+  stacked = np.stack([images[i] for i in keep]) if len(keep) else None
+  return stacked, keep
+
+
+def _describe(source: datasets.Source, index: int) -> str:
+  paths = getattr(source, 'paths', None)
+  return paths[index] if paths is not None else f'example {index}'
+
+
+def decode_split(source: datasets.Source, *, cache_dir: str | None = None,
+                 num_workers: int = 0,
+                 max_bad_examples: int = 0) -> datasets.ArraySource:
+  """All of ``source`` as one in-memory `ArraySource`.
+
+  Args:
+    source: any source; a `Subset` is decoded through its parent's cache.
+    cache_dir: where image-folder decodes are cached ('' or None: the
+      `default_cache_dir`).
+    num_workers: decoding worker processes for image folders (0: inline).
+    max_bad_examples: unreadable images tolerated (and dropped).
+
+  Returns:
+    The decoded examples, in the order of ``source`` (less dropped ones).
+
+  Raises:
+    DecodeError: more than ``max_bad_examples`` images are unreadable or
+      have a shape unlike the others; the message names every one.
+  """
+  if isinstance(source, datasets.ArraySource):
+    return source
+  if isinstance(source, datasets.Subset):
+    parent = decode_split(source.source, cache_dir=cache_dir,
+                          num_workers=num_workers,
+                          max_bad_examples=max_bad_examples)
+    if len(parent) != len(source.source):
+      raise DecodeError('data.train_examples with unreadable images: remove '
+                        'the files listed above or set data.train_examples=0')
+    return datasets.ArraySource(parent.images[source.indices],
+                                parent.labels[source.indices])
+  cache_path = None
+  if isinstance(source, datasets.FolderSource):
+    cache_dir = os.path.expanduser(cache_dir or default_cache_dir())
+    cache_path = os.path.join(cache_dir, f'folder-{_cache_key(source)}.npz')
+    if os.path.exists(cache_path):
+      with np.load(cache_path) as cached:
+        logging.info('Decoded images from the cache %s.', cache_path)
+        return datasets.ArraySource(cached['images'], cached['labels'])
+    images, errors = _decode_folder(source, num_workers)
+  else:
+    images, errors = _read_all(source)
+  names = [_describe(source, i) for i in range(len(source))]
+  stacked, keep = _stack(images, errors, names, max_bad_examples)
+  labels = datasets.source_labels(source)[keep]
+  if cache_path is not None:
+    os.makedirs(cache_dir, exist_ok=True)
+    # Written under a temporary name and renamed: concurrent processes and
+    # interrupted runs never leave a half-written cache file behind.
+    handle, temporary = tempfile.mkstemp(dir=cache_dir, suffix='.npz.tmp')
+    with os.fdopen(handle, 'wb') as f:
+      np.savez(f, images=stacked, labels=labels)
+    os.replace(temporary, cache_path)
+    logging.info('Decoded %d images once; cached in %s.', len(labels),
+                 cache_path)
+  return datasets.ArraySource(stacked, labels)
