@@ -47,3 +47,20 @@ def test_main_exits_nonzero_naming_a_bad_method_override(tmp_path):
   assert done.returncode != 0
   assert "method must be one of" in done.stderr
   assert 'mixcut' in done.stderr
+
+
+def test_main_rejects_an_incomplete_multi_process_launch(tmp_path):
+  # Catches a coordinator flag silently ignored (N independent runs that
+  # each believe they are alone) or a bad process id reaching JAX.
+  base = [sys.executable, '-m', 'train.main',
+          '--config=configs/quickstart.py:smoke', f'--workdir={tmp_path}']
+  for extra, message in [
+      (['--jax_coordinator=localhost:1'], "also need ['--jax_num_processes', "
+       "'--jax_process_id']"),
+      (['--jax_coordinator=localhost:1', '--jax_num_processes=2',
+        '--jax_process_id=2'], '--jax_process_id=2 must be in [0, '),
+      (['--jax_distributed', '--jax_process_id=0'], 'drop')]:
+    done = subprocess.run(base + extra, cwd=_REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr[-2000:]

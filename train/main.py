@@ -6,9 +6,15 @@ r"""Runs one training job: ``python -m train.main --config=... --workdir=...``.
 
 Flags ``--config.<field>=<value>`` override any config field. Rerunning with
 the same ``--workdir`` resumes from the latest checkpoint there. On several
-hosts, start the same command on every host after `jax.distributed` is set up
-by the launcher (e.g. with ``--jax_distributed``); each process loads its own
-slice of every batch.
+hosts (or several processes of one), start the same command in every process:
+with ``--jax_distributed`` where JAX detects the cluster (SLURM, Cloud TPU,
+...), or by hand::
+
+  python -m train.main --config=configs/quickstart.py --workdir=/shared/run \
+      --jax_coordinator=HOST0:1234 --jax_num_processes=2 --jax_process_id=I
+
+Each process loads its own slice of every batch (or, with the training set
+on the devices, builds its devices' rows there); all use the same workdir.
 """
 
 import logging as std_logging
@@ -30,7 +36,17 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, metrics and summaries.')
 _JAX_DISTRIBUTED = flags.DEFINE_bool(
     'jax_distributed', False,
-    'Call jax.distributed.initialize() first (multi-host runs).')
+    'Call jax.distributed.initialize() first, with the settings the cluster '
+    'provides (SLURM, Cloud TPU, Kubernetes, ...).')
+_JAX_COORDINATOR = flags.DEFINE_string(
+    'jax_coordinator', None,
+    'HOST:PORT of process 0: join a multi-process run by hand (with '
+    '--jax_num_processes and --jax_process_id).')
+_JAX_NUM_PROCESSES = flags.DEFINE_integer(
+    'jax_num_processes', None, 'Number of processes, with --jax_coordinator.')
+_JAX_PROCESS_ID = flags.DEFINE_integer(
+    'jax_process_id', None,
+    'This process, 0 .. N-1, with --jax_coordinator.')
 
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -43,12 +59,41 @@ class _QuietCheckpointInfo(std_logging.Filter):
             or '/orbax/' not in record.pathname)
 
 
+def _initialize_distributed() -> None:
+  """Joins the processes of a multi-process run, as the flags say.
+
+  Raises:
+    app.UsageError: an incomplete or contradictory set of flags.
+  """
+  manual = {'--jax_coordinator': _JAX_COORDINATOR.value,
+            '--jax_num_processes': _JAX_NUM_PROCESSES.value,
+            '--jax_process_id': _JAX_PROCESS_ID.value}
+  given = [name for name, value in manual.items() if value is not None]
+  if given and _JAX_DISTRIBUTED.value:
+    raise app.UsageError(f'--jax_distributed takes its settings from the '
+                         f'cluster; drop {given} or drop --jax_distributed')
+  if given and len(given) < len(manual):
+    missing = sorted(set(manual) - set(given))
+    raise app.UsageError(f'{given} also need {missing}')
+  if given:
+    num_processes, process_id = (_JAX_NUM_PROCESSES.value,
+                                 _JAX_PROCESS_ID.value)
+    if not 0 <= process_id < num_processes:
+      raise app.UsageError(
+          f'--jax_process_id={process_id} must be in [0, '
+          f'--jax_num_processes={num_processes})')
+    jax.distributed.initialize(coordinator_address=_JAX_COORDINATOR.value,
+                               num_processes=num_processes,
+                               process_id=process_id)
+  elif _JAX_DISTRIBUTED.value:
+    jax.distributed.initialize()
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietCheckpointInfo())
-  if _JAX_DISTRIBUTED.value:
-    jax.distributed.initialize()
+  _initialize_distributed()
   logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(),
