@@ -4,7 +4,9 @@ A jitted mixing step should cost about what reading two images and writing
 one costs. This script times, in one process on the default JAX backend (CPU
 on the VMs we use), ``jax.jit(mixer)`` returning only the mixed images and
 labels, for Mixup, CutMix, HMix (r=0.5) and GMix in the modes 'batch', 'pair'
-and 'elem', next to plain jitted floor blends of the same batch:
+and 'elem' (optionally at several α, and timm's recipe ``timm``: CutMix with
+α = 1 or Mixup with α = 0.8, picked per draw with probability 1/2 each), next
+to plain jitted floor blends of the same batch:
 
 - ``floor``: ``a * x + b * x[::-1]`` with scalars ``a``, ``b = 1 - a`` drawn
   from the key (the issue's floor: two reads and one write per pixel);
@@ -33,7 +35,9 @@ by the kernel, not by the blend)::
 Options: ``--out`` (JSON, default benchmarks/results/mix_throughput.json),
 ``--sizes 256x32x32x3,64x224x224x3``, ``--methods``, ``--modes``,
 ``--partner`` (default 'flip', the floor's pairing), ``--alpha`` (default 1,
-the factories' default), ``--seconds`` (time budget per method and size),
+the factories' default; a comma-separated list such as ``1,0.8,0.2`` times
+every method at each α, one group per α), ``--seconds`` (time budget per
+group: one method at one α and one size),
 ``--min-rounds``, ``--hlo-dir`` (also write the optimised HLO of every
 function there). Results and how to read them: docs/benchmarks.md.
 
@@ -41,6 +45,12 @@ Example (a quick smoke run)::
 
   python benchmarks/mix_throughput.py --sizes 8x16x16x3 --methods mixup \\
       --modes batch --seconds 0.1 --min-rounds 5 --out /tmp/mix.json
+
+α ≠ 1 and timm's recipe at 256x32x32x3 (the README's α rows)::
+
+  GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/mix_throughput.py \\
+      --sizes 256x32x32x3 --modes batch,elem --alpha 1,0.8,0.2 \\
+      --methods mixup,cutmix,hmix,gmix,timm --seconds 6
 """
 
 import argparse
@@ -64,12 +74,25 @@ import msda_jax  # noqa: E402  pylint: disable=g-import-not-at-top
 
 __all__ = ["floor_fns", "mixer_fn", "hlo_stats", "time_group", "run", "main"]
 
+
+
+def _timm(*, alpha, **kw):
+  """timm's default recipe: CutMix (α = 1) or Mixup (α = 0.8), 1/2 each."""
+  del alpha  # the recipe fixes its own α per method
+  return msda_jax.choice([msda_jax.cutmix(alpha=1.0, **kw),
+                          msda_jax.mixup(alpha=0.8, **kw)])
+
+
 METHODS = {
     "mixup": msda_jax.mixup,
     "cutmix": msda_jax.cutmix,
     "hmix": lambda **kw: msda_jax.hmix(r=0.5, **kw),
     "gmix": msda_jax.gmix,
+    "timm": _timm,
 }
+# Methods whose α is part of the recipe: timed once, whatever --alpha says.
+FIXED_ALPHA = ("timm",)
+DEFAULT_METHODS = "mixup,cutmix,hmix,gmix"
 DEFAULT_SIZES = "256x32x32x3,64x224x224x3"
 
 
@@ -160,27 +183,46 @@ def _parse_size(text: str) -> tuple[int, int, int, int]:
   return dims
 
 
+def _groups(methods, alphas):
+  """(method, alpha, group name) for every timed group, in order."""
+  groups = []
+  for method in methods:
+    if method in FIXED_ALPHA:
+      groups.append((method, None, method))
+      continue
+    for alpha in alphas:
+      name = method if len(alphas) == 1 else f"{method} α={alpha:g}"
+      groups.append((method, alpha, name))
+  return groups
+
+
 def run(sizes, methods, modes, *, partner: str, seconds: float,
-        min_rounds: int, alpha: float = 1.0, hlo_dir=None,
+        min_rounds: int, alpha=1.0, dtype: str = "float32", hlo_dir=None,
         log=print) -> list[dict]:
-  """Runs the benchmark; returns one record per (size, function)."""
+  """Runs the benchmark; returns one record per (size, function).
+
+  ``alpha`` is a float or a sequence of floats: every method not in
+  ``FIXED_ALPHA`` is timed at each, as its own group.
+  """
+  alphas = [float(alpha)] if isinstance(alpha, (int, float)) else [
+      float(a) for a in alpha]
   records = []
   for size in sizes:
     batch, height, width, channels = size
     num_classes = 10 if height * width <= 64 * 64 else 1000
     data_key = jax.random.key(1234)
-    images = jax.random.uniform(data_key, size, jnp.float32)
+    images = jax.random.uniform(data_key, size, jnp.float32).astype(dtype)
     labels = jnp.arange(batch, dtype=jnp.int32) % num_classes
     keys = jax.random.split(jax.random.key(0), 16)
     args_list = [(k, images, labels) for k in keys]
     tag = "x".join(map(str, size))
-    log(f"\n== {tag} float32, num_classes={num_classes}, partner={partner!r}, "
-        f"alpha={alpha:g}")
-    for method in methods:
+    log(f"\n== {tag} {dtype}, num_classes={num_classes}, partner={partner!r}, "
+        f"alpha={','.join(f'{a:g}' for a in alphas)}")
+    for method, group_alpha, group in _groups(methods, alphas):
       fns = {n: jax.jit(f) for n, f in floor_fns().items()}
       for mode in modes:
         fns[mode] = jax.jit(
-            mixer_fn(method, mode, num_classes, partner, alpha))
+            mixer_fn(method, mode, num_classes, partner, group_alpha))
       if hlo_dir:
         os.makedirs(hlo_dir, exist_ok=True)
       stats = {}
@@ -188,7 +230,8 @@ def run(sizes, methods, modes, *, partner: str, seconds: float,
         hlo = fn.lower(*args_list[0]).compile().as_text()
         stats[name] = hlo_stats(hlo, batch, height, width)
         if hlo_dir:
-          fname = f"{tag}_{method if name in modes else 'floor'}_{name}.hlo.txt"
+          fname = (f"{tag}_{re.sub(r'[^A-Za-z0-9.]+', '_', group)}_"
+                   f"{name if name in modes else 'floor_' + name}.hlo.txt")
           with open(os.path.join(hlo_dir, fname), "w") as f:
             f.write(hlo)
       times = time_group(fns, args_list, seconds=seconds,
@@ -198,10 +241,10 @@ def run(sizes, methods, modes, *, partner: str, seconds: float,
         t = times[name]
         med = statistics.median(t)
         rec = {
-            "size": tag, "method": "floor" if name not in modes else method,
+            "size": tag, "dtype": dtype, "method": "floor" if name not in modes else method,
             "mode": name if name in modes else None,
             "fn": name if name not in modes else f"{method}/{name}",
-            "group": method, "rounds": len(t),
+            "group": group, "alpha": group_alpha, "rounds": len(t),
             "median_s": med, "p10_s": float(np.percentile(t, 10)),
             "p90_s": float(np.percentile(t, 90)),
             "images_per_s": batch / med,
@@ -215,7 +258,8 @@ def run(sizes, methods, modes, *, partner: str, seconds: float,
           rec["ratio_batch"] = statistics.median(
               [a / b for a, b in zip(t, times["batch"])])
         records.append(rec)
-        log(f"  {rec['fn']:<14} {med * 1e3:9.3f} ms  "
+        log(f"  {group + '/' + name if name in modes else name:<22} "
+            f"{med * 1e3:9.3f} ms  "
             f"{rec['images_per_s']:11,.0f} img/s  "
             f"x{rec['ratio_floor']:.2f} floor  x{rec['ratio_inverse']:.2f} inverse"
             + (f"  x{rec['ratio_batch']:.2f} batch" if "ratio_batch" in rec
@@ -263,15 +307,23 @@ def main(argv=None) -> int:
       description="images/s of every msda_jax method x mode vs a floor blend")
   parser.add_argument("--sizes", default=DEFAULT_SIZES,
                       help=f"comma-separated BxHxWxC (default {DEFAULT_SIZES})")
-  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--methods", default=DEFAULT_METHODS,
+                      help=f"comma-separated, from {list(METHODS)} (default "
+                      f"{DEFAULT_METHODS}; 'timm' is CutMix α=1 or Mixup "
+                      "α=0.8, 1/2 each, whatever --alpha says)")
   parser.add_argument("--modes", default=",".join(msda_jax.MODES))
   parser.add_argument("--partner", default="flip", choices=msda_jax.PARTNERS)
-  parser.add_argument("--alpha", type=float, default=1.0,
-                      help="Beta(α, α) of every mixer (default 1.0, the "
-                      "factories' default; α != 1 adds jax.random.beta)")
+  parser.add_argument("--alpha", default="1.0",
+                      help="Beta(α, α) of every mixer, or a comma-separated "
+                      "list to time each method at each α (default 1.0, "
+                      "the factories' default)")
   parser.add_argument("--seconds", type=float, default=20.0,
-                      help="time budget per method and size (default 20)")
+                      help="time budget per group (a method at one α) and "
+                      "size (default 20)")
   parser.add_argument("--min-rounds", type=int, default=30)
+  parser.add_argument("--dtype", default="float32",
+                      choices=("float32", "bfloat16"),
+                      help="dtype of the images (the floors use the same)")
   parser.add_argument("--hlo-dir", default=None,
                       help="write each function's optimised HLO here")
   parser.add_argument("--out", default=os.path.join(
@@ -287,6 +339,12 @@ def main(argv=None) -> int:
   for m in modes:
     if m not in msda_jax.MODES:
       parser.error(f"unknown mode {m!r}; choose from {msda_jax.MODES}")
+  try:
+    alphas = [float(a) for a in args.alpha.split(",")]
+  except ValueError:
+    parser.error(f"--alpha must be floats; got {args.alpha!r}")
+  if not all(a > 0 for a in alphas):
+    parser.error(f"--alpha must be > 0; got {args.alpha!r}")
 
   env = {
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -306,7 +364,7 @@ def main(argv=None) -> int:
           "buffers will page-fault and skew the timings")
   records = run(sizes, methods, modes, partner=args.partner,
                 seconds=args.seconds, min_rounds=args.min_rounds,
-                alpha=args.alpha, hlo_dir=args.hlo_dir)
+                alpha=alphas, dtype=args.dtype, hlo_dir=args.hlo_dir)
   print("\n" + _table(records, modes))
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:

@@ -13,9 +13,18 @@ bound on the overhead that machine noise barely affects.
 
   GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/train_overhead.py
 
-Options: --conv (im2col, the fast CPU formulation, by default), --batch_size,
---rounds, --steps (timed steps per method per round), --mix_repeats,
---out (JSON file).
+Options: --conv (im2col, the fast CPU formulation, by default; xla on
+accelerators), --dtype (the model's computation dtype, e.g. bfloat16),
+--batch_size, --width (64, the real network; smaller for smoke runs),
+--rounds, --steps (timed steps per method per round),
+--mix_repeats, --device_data (each step takes its batch from a 50,000-image
+training set on the devices, gathered and crop+flipped there as the training
+loop does, instead of one fixed batch), --out (JSON file).
+
+On a GPU (benchmarks/device_check.py runs this)::
+
+  python benchmarks/train_overhead.py --conv=xla --dtype=bfloat16 \
+      --batch_size=512 --device_data --rounds=10 --steps=10
 """
 
 import argparse
@@ -26,12 +35,14 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import msda_jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from train import device_data  # pylint: disable=g-import-not-at-top
 from train import models  # pylint: disable=g-import-not-at-top
 from train import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top,line-too-long
 from train import partitioning  # pylint: disable=g-import-not-at-top
@@ -63,7 +74,8 @@ def _compiled_steps(args, mesh, mixers):
   schedule = optimizer_lib.learning_rate_schedule(config, total_steps=100_000)
   tx = optimizer_lib.create_optimizer(config, schedule)
   model = models.create_model('preact_resnet18', num_classes=_NUM_CLASSES,
-                              conv=args.conv)
+                              conv=args.conv, width=args.width,
+                              dtype=jnp.dtype(args.dtype))
   steps = {
       method: steps_lib.make_jit_train_step(
           mesh, model=model, tx=tx, mixer=mixers[method], schedule=schedule,
@@ -82,6 +94,11 @@ def main() -> None:
   parser.add_argument('--rounds', type=int, default=20)
   parser.add_argument('--steps', type=int, default=1)
   parser.add_argument('--mix_repeats', type=int, default=50)
+  parser.add_argument('--dtype', default='float32',
+                      choices=('float32', 'bfloat16', 'float16'))
+  parser.add_argument('--device_data', action='store_true')
+  parser.add_argument('--width', type=int, default=64,
+                      help='channels of the first stage (64: ResNet-18)')
   parser.add_argument('--out', default='out/train_overhead.json')
   args = parser.parse_args()
 
@@ -93,6 +110,15 @@ def main() -> None:
   batch = partitioning.shard_batch(mesh, dict(
       images=rng.integers(0, 256, (args.batch_size, 32, 32, 3), np.uint8),
       labels=rng.integers(0, _NUM_CLASSES, args.batch_size).astype(np.int32)))
+  next_batch = lambda: batch  # pylint: disable=unnecessary-lambda-assignment
+  if args.device_data:
+    size = 50_000
+    train_set = device_data.DeviceBatches(
+        rng.integers(0, 256, (size, 32, 32, 3), np.uint8),
+        rng.integers(0, _NUM_CLASSES, size).astype(np.int32), mesh=mesh,
+        global_batch_size=args.batch_size, seed=0, augment='crop_flip')
+    stream = train_set.iterate(0, 10**9)
+    next_batch = lambda: next(stream)  # pylint: disable=unnecessary-lambda-assignment
 
   states = {}
   compile_seconds = {}
@@ -115,7 +141,7 @@ def main() -> None:
       state = states[method]
       start = time.perf_counter()
       for _ in range(args.steps):
-        state, metrics = steps[method](state, batch)
+        state, metrics = steps[method](state, next_batch())
       jax.block_until_ready((state, metrics))
       elapsed = time.perf_counter() - start
       states[method] = state
@@ -157,16 +183,19 @@ def main() -> None:
         mix_fraction_of_step=mix_seconds[method] / step_seconds_none)
   report = dict(
       command=' '.join([os.path.basename(sys.executable)] + sys.argv),
-      model='preact_resnet18', conv=args.conv, batch_size=args.batch_size,
+      model='preact_resnet18', width=args.width, conv=args.conv,
+      dtype=args.dtype,
+      device_data=args.device_data, batch_size=args.batch_size,
       image_shape=[32, 32, 3], mode='elem', rounds=args.rounds,
       steps_per_round=args.steps, devices=[str(d) for d in jax.devices()],
       backend=jax.default_backend(), cpu_count=os.cpu_count(),
       machine=platform.machine(), jax_version=jax.__version__,
       compile_and_warmup_seconds=compile_seconds, results=results)
 
-  print(f'\nPreActResNet-18 ({args.conv} conv), batch {args.batch_size}, '
-        f'32x32, elem mode, {jax.device_count()} {jax.default_backend()} '
-        f'device(s); median of {args.rounds} interleaved rounds:')
+  print(f'\nPreActResNet-18 ({args.conv} conv, {args.dtype}), batch '
+        f'{args.batch_size}, 32x32, elem mode, '
+        f'{"device data" if args.device_data else "fixed batch"}, '
+        f'{jax.device_count()} {jax.default_backend()} device(s); median of {args.rounds} interleaved rounds:')
   print(f"{'method':8s} {'images/s':>9s} {'ratio to none':>14s} "
         f"{'quartiles':>14s} {'min..max':>14s} {'mix ms':>8s} "
         f"{'mix/step':>9s}")

@@ -49,10 +49,16 @@ def method_sampler(rule: MaskRule, *, alpha: float,
   """A sampler that draws λ ~ Beta(α, α), then ``rule``'s mask and its mean.
 
   With probability ``1 - prob`` the sample is left unmixed (mask of ones).
-  Keys: one draw ``u = jax.random.uniform(key, (2 + rule.num_uniforms,))``
-  gives λ = ``u[0]`` when α = 1 (else λ ~ Beta(α, α) from
-  ``jax.random.fold_in(key, 1)``), the mix/no-mix coin ``u[1] < prob`` and
-  the rule's uniforms ``u[2:]``: one threefry call per sample.
+  Keys: one threefry call per sample, ``u = jax.random.uniform(key, (k,))``
+  with ``n = rule.num_uniforms``:
+
+  - α = 1: ``k = 2 + n`` and λ = ``u[0]``;
+  - α ≠ 1: ``k = 3 + n`` and λ =
+    ``_lam.beta_from_uniforms(u[0], u[-1], α)`` (exact Beta(α, α) from two
+    uniforms, no rejection loop);
+
+  and in both cases the mix/no-mix coin is ``u[1] < prob`` and the rule's
+  uniforms are ``u[2:2 + n]``.
 
   Args:
     rule: the method's :class:`~msda_jax._masks.MaskRule`, options bound.
@@ -67,13 +73,16 @@ def method_sampler(rule: MaskRule, *, alpha: float,
   if prob == 0.0:
     return _ones
 
+  n = rule.num_uniforms
+
   def sample(key: jax.Array, shape: tuple[int, int]):
-    u = jax.random.uniform(key, (2 + rule.num_uniforms,), jnp.float32)
     if alpha == 1.0:
+      u = jax.random.uniform(key, (2 + n,), jnp.float32)
       lam = u[0]
     else:
-      lam = _lam.sample_lam(jax.random.fold_in(key, 1), alpha)
-    mask, mean = rule.fn(u[2:], shape, lam)
+      u = jax.random.uniform(key, (3 + n,), jnp.float32)
+      lam = _lam.beta_from_uniforms(u[0], u[-1], alpha)
+    mask, mean = rule.fn(u[2:2 + n], shape, lam)
     if prob == 1.0:
       return mask, mean
     mixed = u[1] < prob
@@ -132,8 +141,15 @@ def choice(mixers: Sequence[Mixer],
   def sample(key: jax.Array, shape: tuple[int, int]):
     pick_key, mask_key = jax.random.split(key)
     pick = jax.random.choice(pick_key, len(samplers), p=weights)
-    branches = [lambda k, s=s: s(k, shape) for s in samplers]
-    return jax.lax.switch(pick, branches, mask_key)  # (mask, mean)
+    # Every method's mask is built from mask_key and the picked one selected.
+    # Under vmap ('elem' and 'pair' modes) lax.switch lowers to this same
+    # select anyway, and a vmapped lax.switch inside shard_map fails in JAX
+    # 0.10 ("pvary is a invariant->variant collective"). In 'batch' mode it
+    # builds a few (H, W) masks instead of one: negligible next to the blend.
+    outs = [s(mask_key, shape) for s in samplers]
+    mask = jax.lax.select_n(pick, *[m for m, _ in outs])
+    mean = jax.lax.select_n(pick, *[v for _, v in outs])
+    return mask, mean
 
   first = mixers[0]
   names = ", ".join(f"{m.name}: {p:g}" for m, p in zip(mixers, probs))

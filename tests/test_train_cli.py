@@ -49,6 +49,22 @@ def test_main_exits_nonzero_naming_a_bad_method_override(tmp_path):
   assert 'mixcut' in done.stderr
 
 
+def test_cifar_config_runs_on_synthetic_data_with_timm_choice(tmp_path):
+  # Catches the locked CIFAR config lacking what synthetic data needs
+  # (KeyError: 'num_classes') or the fields method='choice' reads.
+  command = [
+      sys.executable, '-m', 'train.main',
+      '--config=configs/cifar10.py:smoke', f'--workdir={tmp_path}',
+      '--config.data.name=synthetic', '--config.msda.method=choice',
+      '--config.progress_bar=False'
+  ]
+  done = subprocess.run(command, cwd=_REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'final: step 2' in done.stdout
+  assert 'choice(' in done.stderr  # The mixer's name is logged.
+
+
 def test_main_rejects_an_incomplete_multi_process_launch(tmp_path):
   # Catches a coordinator flag silently ignored (N independent runs that
   # each believe they are alone) or a bad process id reaching JAX.
