@@ -61,19 +61,30 @@ def _decode_folder(source: datasets.FolderSource,
             for i in range(0, len(source.paths), _CHUNK)]
   images, errors = [], []
   if num_workers > 0 and len(chunks) > 1:
-    # 'spawn': the workers import only PIL and NumPy, never this process's
-    # JAX runtime (forking a process that runs XLA threads is unsafe).
-    with concurrent.futures.ProcessPoolExecutor(
-        num_workers, mp_context=multiprocessing.get_context('spawn')) as pool:
-      results = pool.map(_decode_files, chunks, [source.mode] * len(chunks))
+    try:
+      # 'spawn': the workers import only PIL and NumPy, never this process's
+      # JAX runtime (forking a process that runs XLA threads is unsafe).
+      with concurrent.futures.ProcessPoolExecutor(
+          num_workers,
+          mp_context=multiprocessing.get_context('spawn')) as pool:
+        results = list(pool.map(_decode_files, chunks,
+                                [source.mode] * len(chunks)))
+    except concurrent.futures.process.BrokenProcessPool:
+      # Spawned workers re-import the calling script: one without an
+      # ``if __name__ == '__main__':`` guard breaks the pool.
+      logging.warning(
+          'Decoding worker processes failed to start (does the calling '
+          "script lack an `if __name__ == '__main__':` guard?); decoding in "
+          'this process instead.')
+    else:
       for chunk_images, chunk_errors in results:
         images += chunk_images
         errors += chunk_errors
-  else:
-    for chunk in chunks:
-      chunk_images, chunk_errors = _decode_files(chunk, source.mode)
-      images += chunk_images
-      errors += chunk_errors
+      return images, errors
+  for chunk in chunks:
+    chunk_images, chunk_errors = _decode_files(chunk, source.mode)
+    images += chunk_images
+    errors += chunk_errors
   return images, errors
 
 
