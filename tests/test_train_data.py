@@ -1,6 +1,10 @@
 """Tests of train/datasets.py, train/augment.py and train/input_pipeline.py."""
 
+import multiprocessing
 import os
+import pickle
+import threading
+import time
 
 import ml_collections
 import numpy as np
@@ -10,6 +14,7 @@ import pytest
 from train import augment
 from train import datasets
 from train import input_pipeline
+from train import order as order_lib
 
 
 def _data_config(**overrides) -> ml_collections.ConfigDict:
@@ -129,7 +134,7 @@ def test_each_epoch_is_a_seeded_permutation_without_repeats():
   seen = np.concatenate(epoch)
   assert len(set(seen.tolist())) == 48
   np.testing.assert_array_equal(
-      seen, input_pipeline.epoch_permutation(3, 0, 50)[:48])
+      seen, order_lib.epoch_permutation(3, 0, 50)[:48])
   next_epoch = np.concatenate(
       [batches.batch(step)['images'][:, 0, 0, 0] for step in range(6, 12)])
   assert not np.array_equal(seen, next_epoch)
@@ -138,8 +143,11 @@ def test_each_epoch_is_a_seeded_permutation_without_repeats():
 
 
 def test_batches_depend_only_on_the_step_not_on_where_iteration_started():
+  # Catches: positions counted from the resume step instead of step 0, or an
+  # augmentation that depends on the worker or on where iteration started.
   uninterrupted = list(_batches(transform='crop_flip').iterate(0, 10))
-  resumed = list(_batches(transform='crop_flip', num_workers=3).iterate(7, 10))
+  resumed = list(_batches(transform='crop_flip', num_workers=2).iterate(7, 10))
+  assert len(resumed) == 3
   for a, b in zip(uninterrupted[7:], resumed):
     np.testing.assert_array_equal(a['images'], b['images'])
     np.testing.assert_array_equal(a['labels'], b['labels'])
@@ -148,6 +156,30 @@ def test_batches_depend_only_on_the_step_not_on_where_iteration_started():
   _batches().check_position(position, 13)
   with pytest.raises(ValueError, match='must not change on resume'):
     _batches(batch=16).check_position(position, 13)
+
+
+def test_worker_processes_yield_exactly_the_in_process_batches():
+  # Catches: grain's worker interleave returning batches out of step order
+  # (e.g. sequential slices per worker), a position -> (step, row) mapping
+  # that is off at epoch boundaries, or per-worker state leaking into the
+  # augmentation. Steps 0..13 cross two epoch boundaries (6 steps per epoch).
+  batches = _batches(transform='crop_flip', num_workers=2, process_index=1,
+                     process_count=2)
+  yielded = list(batches.iterate(0, 14))
+  assert len(yielded) == 14
+  for step, batch in enumerate(yielded):
+    expected = batches.batch(step)
+    assert sorted(batch) == ['bad_examples', 'images', 'labels']
+    assert batch['images'].shape == (4, 4, 4, 1)
+    assert batch['images'].dtype == np.uint8
+    assert batch['labels'].dtype == np.int32
+    for key in ('images', 'labels', 'bad_examples'):
+      np.testing.assert_array_equal(batch[key], expected[key], err_msg=key)
+    assert (batch['bad_examples'] == -1).all()
+  # The in-process reference is the documented order: rows 4..7 of each
+  # global batch of the seeded permutation (label = index % 3).
+  order = order_lib.epoch_permutation(3, 1, 50)
+  np.testing.assert_array_equal(yielded[7]['labels'], order[8 + 4:8 + 8] % 3)
 
 
 def test_processes_load_disjoint_slices_of_the_same_global_batch():
@@ -159,6 +191,202 @@ def test_processes_load_disjoint_slices_of_the_same_global_batch():
         np.concatenate([part[key] for part in parts]), whole[key])
   with pytest.raises(ValueError, match='not divisible by the number of proc'):
     _batches(process_count=3)
+
+
+def _corrupt_folder(root):
+  """12 training images (6 per class) of which two JPEGs cannot be decoded."""
+  _write_folder(root, 'train', {'a': 6, 'b': 6})
+  _write_folder(root, 'test', {'a': 1, 'b': 1})
+  garbage = os.path.join(root, 'train', 'a', '002.jpg')
+  with open(garbage, 'wb') as f:
+    f.write(b'\xff\xd8 not a jpeg')
+  truncated = os.path.join(root, 'train', 'b', '004.jpg')
+  with open(truncated, 'rb') as f:
+    data = f.read()
+  with open(truncated, 'wb') as f:
+    f.write(data[:len(data) // 2])
+  source = datasets.load_dataset(
+      _data_config(name='image_folder', data_dir=root)).train
+  bad = {source.paths.index(garbage), source.paths.index(truncated)}
+  return source, bad, garbage, truncated
+
+
+def test_unreadable_images_are_replaced_deterministically_and_counted(
+    tmp_path):
+  # Catches: a corrupt file crashing the loader, a replacement that is not
+  # the next readable example of the epoch order (off by one, no wrap-around,
+  # two bad files in a row, dependent on workers), a bad file not reported in
+  # `bad_examples`, and a count of occurrences instead of distinct files (3
+  # epochs meet each bad file 3 times; the limit is 2). With seed 2, epoch 2
+  # puts the bad files last, at positions 10 and 11 of its order.
+  source, bad, _, _ = _corrupt_folder(str(tmp_path))
+  batches = input_pipeline.TrainBatches(
+      source, global_batch_size=4, seed=2, num_workers=2,
+      transform=augment.train_transform('none', 6, 3), max_bad_examples=2)
+  assert batches.steps_per_epoch == 3  # Every epoch visits both bad files.
+  yielded = list(batches.iterate(0, 9))
+  width = input_pipeline.MAX_CONSECUTIVE_BAD
+  skipped, met = 0, set()
+  for step, batch in enumerate(yielded):
+    epoch, batch_in_epoch = divmod(step, 3)
+    order = order_lib.epoch_permutation(2, epoch, 12)
+    expected_bad = np.full((4, width), -1)
+    for row in range(4):
+      # Reference rule: walk the epoch order from the slot's own position.
+      place = batch_in_epoch * 4 + row
+      walked = 0
+      while order[(place + walked) % 12] in bad:
+        expected_bad[row, walked] = order[(place + walked) % 12]
+        walked += 1
+      index = order[(place + walked) % 12]
+      image, label = source[index]
+      np.testing.assert_array_equal(batch['images'][row], image)
+      assert batch['labels'][row] == label
+      skipped += walked
+    np.testing.assert_array_equal(batch['bad_examples'], expected_bad)
+    expected = batches.batch(step)  # In-process: the same batch.
+    for key in ('images', 'labels', 'bad_examples'):
+      np.testing.assert_array_equal(batch[key], expected[key])
+    met.update(int(i) for i in expected_bad.ravel() if i >= 0)
+    assert batches.record_bad(batch) == len(met)  # Distinct files so far.
+    assert 'bad_examples' not in batch  # Left for the device: images, labels.
+  # Each bad file once per epoch, plus position 10 of epoch 2 walking past
+  # both bad files (10, 11) and wrapping around to position 0.
+  assert skipped == 7
+  assert list(yielded[8]['labels'][2:]) == [
+      source[order_lib.epoch_permutation(2, 2, 12)[0]][1]] * 2
+  assert batches.num_bad_examples == 2
+
+
+def test_more_bad_images_than_allowed_raise_naming_the_files(tmp_path):
+  # Catches: an off-by-one limit (raising at the limit rather than past it),
+  # and an error that does not say which files are broken or why.
+  source, bad, garbage, truncated = _corrupt_folder(str(tmp_path))
+  assert input_pipeline.describe(source, min(bad)) == source.paths[min(bad)]
+  assert input_pipeline.describe(_IndexImages(3), 2) == 'example 2'
+
+  def run(limit):
+    batches = input_pipeline.TrainBatches(
+        source, global_batch_size=4, seed=0, max_bad_examples=limit,
+        transform=augment.train_transform('none', 6, 3))
+    for batch in batches.iterate(0, 3):
+      batches.record_bad(batch)
+    return batches.num_bad_examples
+
+  assert run(2) == 2
+  with pytest.raises(ValueError, match='more than max_bad_examples=1') as error:
+    run(1)
+  message = str(error.value)
+  assert garbage in message and truncated in message
+  assert 'cannot identify image file' in message  # Why, read again in-process.
+  with pytest.raises(ValueError, match='max_bad_examples=0: [^;]*002.jpg|'
+                     'max_bad_examples=0: [^;]*004.jpg'):
+    run(0)  # The default: stop at the first one.
+
+
+class _Unreadable(_IndexImages):
+
+  def __init__(self, size: int):
+    super().__init__(size)
+    self.reads = 0
+
+  def __getitem__(self, index):
+    self.reads += 1
+    raise OSError(f'cannot read {index}')
+
+
+def test_a_run_of_unreadable_examples_raises_instead_of_looping():
+  # Catches: an unbounded search for a readable example (a hang, or O(N) reads
+  # per slot) when the data are unreadable, e.g. an unmounted directory.
+  source = _Unreadable(50)
+  batches = input_pipeline.TrainBatches(
+      source, global_batch_size=8, seed=0,
+      transform=augment.train_transform('none', 4))
+  limit = input_pipeline.MAX_CONSECUTIVE_BAD + 1
+  with pytest.raises(ValueError, match=f'{limit} unreadable training examples '
+                     'in a row'):
+    batches.batch(0)
+  assert source.reads == limit
+
+
+class _OddImage(_IndexImages):
+
+  def __getitem__(self, index):
+    image, label = super().__getitem__(index)
+    return (np.repeat(image, 3, axis=2) if index == 7 else image), label
+
+
+def _grain_children() -> set:
+  return {p.pid for p in multiprocessing.active_children()
+          if p.name.startswith('grain')}
+
+
+def test_abandoned_worker_iterators_stop_their_processes():
+  # Catches: worker processes left running after the training loop stops
+  # early (generator closed after a batch, exception raised in the loop body
+  # or in a worker while the traceback is kept), and a close that blocks
+  # (e.g. a producer stuck on a full queue).
+  batches = _batches(num_workers=2, transform='crop_flip')
+  # Example 7 has 3 channels: the transform raises in the one worker that
+  # loads it, while the other one keeps running.
+  failing = input_pipeline.TrainBatches(
+      _OddImage(50), global_batch_size=8, seed=0, num_workers=2,
+      transform=augment.train_transform('none', 4, channels=1))
+  before = _grain_children()
+  seen = {}
+
+  def abandon():
+    iterator = batches.iterate(0, 10**6)
+    next(iterator), next(iterator)  # Batches 0 and 1: one from each worker.
+    seen['running'] = _grain_children() - before
+    iterator.close()
+    seen['after_close'] = _grain_children() - before
+    try:
+      for step, _ in enumerate(batches.iterate(0, 10**6)):
+        if step == 2:
+          raise RuntimeError('train step failed')
+    except RuntimeError as error:
+      seen['error'] = error  # Keeps the traceback (and its frames) alive.
+      seen['after_error'] = _grain_children() - before
+    try:
+      for _ in failing.iterate(0, 10**6):
+        pass
+    except ValueError as error:
+      seen['worker_error'] = error  # Its traceback holds the generator.
+      seen['after_worker_error'] = _grain_children() - before
+
+  start = time.monotonic()
+  thread = threading.Thread(target=abandon, daemon=True)
+  thread.start()
+  thread.join(timeout=120)
+  assert not thread.is_alive(), 'closing a worker iterator hung'
+  assert len(seen['running']) == 2
+  assert seen['after_close'] == set() and seen['after_error'] == set()
+  assert 'data.channels=1' in str(seen['worker_error'])
+  assert seen['after_worker_error'] == set()
+  assert time.monotonic() - start < 60
+
+
+def test_sources_pickle_for_worker_processes(tmp_path):
+  # Catches: a source holding something unpicklable (an open file, a lock),
+  # which would only fail once num_workers > 0 ships it to the workers.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _write_folder(str(tmp_path), 'train', {'a': 2, 'b': 1})
+  _write_folder(str(tmp_path), 'test', {'a': 1})
+  with tfds.testing.mock_data(num_examples=4):
+    tfds_source = datasets.load_dataset(_data_config(name='cifar10')).train
+  sources = [
+      datasets.load_dataset(_data_config()).train,  # ArraySource.
+      datasets.load_dataset(_data_config(name='image_folder',
+                                         data_dir=str(tmp_path))).train,
+      tfds_source,
+  ]
+  for source in sources:
+    copy = pickle.loads(pickle.dumps(source))
+    assert len(copy) == len(source)
+    for index in (0, len(source) - 1):
+      np.testing.assert_array_equal(copy[index][0], source[index][0])
+      assert copy[index][1] == source[index][1]
 
 
 def test_eval_batches_cover_the_test_set_once_with_padding_masked():

@@ -191,7 +191,8 @@ def _training_data(config: ml_collections.ConfigDict,
                                         config.data.image_size,
                                         config.data.channels),
       process_index=jax.process_index(), process_count=jax.process_count(),
-      num_workers=config.data.num_workers)
+      num_workers=config.data.num_workers,
+      max_bad_examples=config.data.max_bad_examples)
   return placement, batches, dataset.test
 
 
@@ -307,6 +308,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   step = start_step
   try:
     for local_batch in batches.iterate(start_step, stop_step):
+      if placement == 'host':
+        # Skipped unreadable images: counted, and past the limit an error
+        # naming them. (The device path listed them before training.)
+        bad_examples = batches.record_bad(local_batch)
       state, metrics = runner.train(state, runner.to_device(local_batch))
       step += 1
       progress.update()
@@ -322,6 +327,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         summary['images_per_second'] = (
             len(pending_metrics) * config.batch_size /
             (time.time() - window_start))
+        if placement == 'host':
+          summary['bad_examples'] = bad_examples
         writer.write(step, summary)
         progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
                              acc=f"{summary['train_accuracy']:.3f}")
