@@ -70,6 +70,8 @@ def test_device_batches_do_not_depend_on_the_device_count():
   np.testing.assert_array_equal(on_eight['labels'], on_one['labels'])
   other_step = _device_batches(images, labels).batch(8)
   assert not np.array_equal(on_eight['images'], other_step['images'])
+  with pytest.raises(ValueError, match='batch_size=36 is not divisible'):
+    _device_batches(images, labels, global_batch_size=36)
 
 
 def test_device_augmentation_varies_per_sample_and_step():

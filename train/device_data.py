@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from train import order as order_lib
+from train import partitioning
 
 __all__ = ['DEVICE_AUGMENTATIONS', 'PLACEMENTS', 'DeviceBatches',
            'augment_key', 'choose_placement', 'crop_flip']
@@ -151,12 +152,14 @@ class DeviceBatches:
       axis_name: the batch axis of ``mesh``.
 
     Raises:
-      ValueError: unknown augmentation, or the batch exceeds the set.
+      ValueError: unknown augmentation, a batch that does not split over the
+        devices or exceeds the set.
     """
     if augment not in DEVICE_AUGMENTATIONS:
       raise ValueError(
           f'data.augment={augment!r} does not run on device (expected one of '
           f"{DEVICE_AUGMENTATIONS}); use data.placement='host'")
+    partitioning.check_batch_size(global_batch_size, mesh.shape[axis_name])
     self.size = len(labels)
     self.global_batch_size = global_batch_size
     self.seed = seed
