@@ -3,6 +3,9 @@ r"""The accelerator check: every figure we want from a lent GPU, in one command.
 Runs, one after another and each in its own process (so one stage's
 failure or timeout leaves the others' figures), within a total time budget:
 
+Each stage has its own time limit (the seconds in `stages`), so one that
+hangs cannot take the others' time.
+
 1. ``mix``: mixing time vs the floor blend for every method, 'batch' and
    'elem' modes, at 256x32x32x3 and 64x224x224x3, in float32 and bfloat16
    (benchmarks/mix_throughput.py);
@@ -47,7 +50,7 @@ def stages(out_dir: str, *, smoke: bool, data_dir: str | None) -> list[dict]:
   for dtype in ('float32', 'bfloat16'):
     out = os.path.join(out_dir, f'mix_{dtype}.json')
     result.append(dict(
-        name=f'mix_{dtype}', out=out, seconds=20 if smoke else 80,
+        name=f'mix_{dtype}', out=out, seconds=20 if smoke else 100,
         command=[python, os.path.join(bench, 'mix_throughput.py'),
                  f'--sizes={mix_sizes}', '--modes=batch,elem',
                  f'--dtype={dtype}', f'--seconds={mix_seconds}',
@@ -55,7 +58,7 @@ def stages(out_dir: str, *, smoke: bool, data_dir: str | None) -> list[dict]:
                  f'--out={out}']))
   out = os.path.join(out_dir, 'train_overhead.json')
   result.append(dict(
-      name='train', out=out, seconds=60 if smoke else 200,
+      name='train', out=out, seconds=60 if smoke else 220,
       command=[python, os.path.join(bench, 'train_overhead.py'),
                '--conv=xla', '--dtype=bfloat16', '--device_data',
                f'--batch_size={16 if smoke else 512}',
@@ -116,7 +119,8 @@ def main(argv=None) -> dict:
     print(f"== {stage['name']}: {' '.join(stage['command'][1:])}", flush=True)
     start = time.time()
     try:
-      done = subprocess.run(stage['command'], cwd=_ROOT, timeout=left,
+      done = subprocess.run(stage['command'], cwd=_ROOT,
+                            timeout=min(left, stage['seconds']),
                             capture_output=True, text=True, check=False)
       returncode, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as error:

@@ -175,8 +175,9 @@ def main(argv=None) -> dict:
                       help='decode cache (default: a temporary directory)')
   args = parser.parse_args(argv)
 
-  cache_dir = args.cache_dir or tempfile.mkdtemp(prefix='msda_decode_')
-  train_set = _training_set(args.data_dir, cache_dir)
+  with tempfile.TemporaryDirectory(prefix='msda_decode_') as temporary:
+    # A fresh cache by default: the decode time printed is a cold one.
+    train_set = _training_set(args.data_dir, args.cache_dir or temporary)
   device = device_images_per_second(train_set, batch_size=args.batch_size,
                                     steps=args.steps)
   print(f'device path: {device:,.0f} images/s', flush=True)

@@ -36,7 +36,8 @@ def test_device_batches_follow_the_host_order_exactly():
   # no augmentation a device batch is exactly the host order's examples.
   images, labels = _images()
   batches = _device_batches(images, labels, augment='none')
-  host_order = order.EpochOrder(200, global_batch_size=32, seed=5)
+  host_order = order.EpochOrder(200, global_batch_size=32, seed=5,
+                                augmentation='host')
   assert batches.steps_per_epoch == 6
   for step in (0, 5, 6, 13):  # Across epoch boundaries.
     batch = batches.batch(step)
@@ -44,6 +45,11 @@ def test_device_batches_follow_the_host_order_exactly():
     indices = host_order.indices(step)
     np.testing.assert_array_equal(batch['images'], images[indices])
     np.testing.assert_array_equal(batch['labels'], labels[indices])
+  # Same order, other augmentation stream: a host checkpoint cannot resume
+  # on the device path (it would not continue bit for bit).
+  batches.check_position(batches.position(13), 13)
+  with pytest.raises(ValueError, match='data.placement must not change'):
+    batches.check_position(host_order.position(13), 13)
 
 
 def test_device_crop_flip_is_the_host_rule_applied_per_sample():
@@ -185,10 +191,23 @@ def test_every_unreadable_image_is_listed_before_training(tmp_path):
   for path in paths[:3]:
     assert path in message
   assert '(9, 9, 3)' in message
-  kept = decode.decode_split(source, cache_dir=str(tmp_path / 'cache'),
-                             max_bad_examples=3)
+  cache = str(tmp_path / 'cache')
+  kept = decode.decode_split(source, cache_dir=cache, max_bad_examples=3)
   assert len(kept) == 21
   np.testing.assert_array_equal(kept.images[0], source[3][0])
+  # The cache keeps the verdicts: a stricter run still fails, naming them.
+  with pytest.raises(decode.DecodeError, match='3 of 24') as error:
+    decode.decode_split(source, cache_dir=cache, max_bad_examples=2)
+  assert paths[0] in str(error.value)
+  # A subset drops its unusable members (under the same limit).
+  subset = datasets.Subset(source, [1, 2, 5, 9])
+  with pytest.raises(decode.DecodeError, match='2 of 4') as error:
+    decode.decode_split(subset, cache_dir=cache, max_bad_examples=1)
+  assert paths[1] in str(error.value) and paths[2] in str(error.value)
+  decoded = decode.decode_split(subset, cache_dir=cache, max_bad_examples=2)
+  np.testing.assert_array_equal(decoded.images,
+                                np.stack([source[5][0], source[9][0]]))
+  np.testing.assert_array_equal(decoded.labels, [source[5][1], source[9][1]])
 
 
 def test_balanced_subset_is_class_balanced_and_fixed_by_the_data():

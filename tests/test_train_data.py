@@ -262,8 +262,8 @@ def test_more_bad_images_than_allowed_raise_naming_the_files(tmp_path):
   # Catches: an off-by-one limit (raising at the limit rather than past it),
   # and an error that does not say which files are broken or why.
   source, bad, garbage, truncated = _corrupt_folder(str(tmp_path))
-  assert input_pipeline.describe(source, min(bad)) == source.paths[min(bad)]
-  assert input_pipeline.describe(_IndexImages(3), 2) == 'example 2'
+  assert datasets.describe(source, min(bad)) == source.paths[min(bad)]
+  assert datasets.describe(_IndexImages(3), 2) == 'example 2'
 
   def run(limit):
     batches = input_pipeline.TrainBatches(

@@ -9,11 +9,21 @@ in the middle of a save leaves the previous checkpoint as the latest one;
 leftover temporary directories are removed when the manager is next opened.
 """
 
+import logging
 from typing import Any
 
 import orbax.checkpoint as ocp
 
-__all__ = ['Checkpointer']
+__all__ = ['Checkpointer', 'QuietOrbaxInfo']
+
+
+class QuietOrbaxInfo(logging.Filter):
+  """A log filter that drops orbax's INFO chatter (a dozen lines per save)
+  and keeps its warnings; added to absl's handler by the commands."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return (record.levelno >= logging.WARNING
+            or '/orbax/' not in record.pathname)
 
 
 class Checkpointer:

@@ -22,8 +22,8 @@ from PIL import Image
 
 __all__ = [
     'ArraySource', 'BUILTIN_DATASETS', 'Dataset', 'FolderSource', 'Source',
-    'Subset', 'TfdsSource', 'balanced_subset', 'decode_image', 'load_dataset',
-    'source_labels'
+    'Subset', 'TfdsSource', 'balanced_subset', 'decode_image', 'describe',
+    'load_dataset', 'source_labels'
 ]
 
 BUILTIN_DATASETS = ('digits', 'synthetic', 'image_folder')
@@ -122,6 +122,22 @@ class Subset:
 
   def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
     return self.source[int(self.indices[index])]
+
+
+def describe(source: Source, index: int) -> str:
+  """A human-readable name of example ``index`` of ``source``.
+
+  ``source.name_of(index)`` if the source has it, the file path for a
+  `FolderSource` (also through a `Subset`), else ``'example <index>'``.
+  """
+  index = int(index)
+  if isinstance(source, Subset):
+    return describe(source.source, source.indices[index])
+  if hasattr(source, 'name_of'):
+    return str(source.name_of(index))
+  if isinstance(source, FolderSource):
+    return source.paths[index]
+  return f'example {index}'
 
 
 def source_labels(source: Source) -> np.ndarray:

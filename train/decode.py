@@ -88,65 +88,112 @@ def _decode_folder(source: datasets.FolderSource,
   return images, errors
 
 
-def _read_all(source: datasets.Source) -> tuple[list, list]:
-  images, errors = [], []
+def _read_all(source: datasets.Source) -> tuple[list, list, np.ndarray]:
+  """Reads every example once: images (None if unreadable), errors, labels."""
+  images, errors, labels = [], [], []
   for index in range(len(source)):
     try:
-      images.append(source[index][0])
-      errors.append(None)
+      image, label = source[index]
     except Exception as error:  # pylint: disable=broad-except
       images.append(None)
       errors.append(f'{type(error).__name__}: {error}')
-  return images, errors
+      labels.append(-1)
+    else:
+      images.append(image)
+      errors.append(None)
+      labels.append(label)
+  return images, errors, np.asarray(labels, np.int32)
 
 
 def _cache_key(source: datasets.FolderSource) -> str:
   digest = hashlib.sha256(source.mode.encode())
   for path in source.paths:
-    stat = os.stat(path)
-    digest.update(f'{os.path.abspath(path)}\0{stat.st_size}\0'
-                  f'{stat.st_mtime_ns}\n'.encode())
+    try:
+      stat = os.stat(path)
+      size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:  # Gone or unreadable: the decode will list it.
+      size = mtime = -1
+    digest.update(f'{os.path.abspath(path)}\0{size}\0{mtime}\n'.encode())
   digest.update(np.asarray(source.labels, np.int32).tobytes())
   return digest.hexdigest()[:24]
 
 
-def _stack(images: list, errors: list, names: list[str],
-           max_bad_examples: int) -> tuple[np.ndarray, np.ndarray]:
-  """Stacks the decoded images, after checking that they share one shape.
+def _stack(images: list,
+           errors: list) -> tuple[np.ndarray, np.ndarray, list[int]]:
+  """Stacks the images of the most common shape (the stored size).
 
-  Returns the array and the indices kept.
-
-  Raises:
-    DecodeError: more than ``max_bad_examples`` unreadable or odd-shaped
-      images; the message lists every one.
+  Returns the array, the indices kept, and the indices of the others
+  (unreadable, or of another shape: their ``errors`` entries say which).
   """
   shapes = [image.shape for image in images if image is not None]
-  if not shapes:
-    raise DecodeError('no image could be decoded:\n  ' + '\n  '.join(
-        f'{name}: {error}' for name, error in zip(names, errors)))
-  # The most common shape is the stored size; others are reported as bad.
-  values, counts = np.unique(np.asarray(shapes), axis=0, return_counts=True)
-  shape = tuple(int(v) for v in values[np.argmax(counts)])
+  shape = None
+  if shapes:
+    values, counts = np.unique(np.asarray(shapes), axis=0, return_counts=True)
+    shape = tuple(int(v) for v in values[np.argmax(counts)])
   for index, image in enumerate(images):
     if image is not None and image.shape != shape:
       errors[index] = (f'shape {image.shape} differs from the other images '
                        f'{shape}')
+  keep = np.asarray([i for i, error in enumerate(errors) if error is None],
+                    np.int64)
   bad = [i for i, error in enumerate(errors) if error is not None]
-  report = '\n  '.join(f'{names[i]}: {errors[i]}' for i in bad)
-  if len(bad) > max_bad_examples:
+  stacked = (np.stack([images[i] for i in keep]) if len(keep) else
+             np.zeros((0, 1, 1, 1), np.uint8))
+  return stacked, keep, bad
+
+
+def _check_bad(report: list[str], total: int, max_bad_examples: int) -> None:
+  """Raises DecodeError listing ``report`` past the limit; else warns."""
+  listing = '\n  '.join(report)
+  if len(report) > max_bad_examples or len(report) == total:
     raise DecodeError(
-        f'{len(bad)} of {len(images)} images could not be used (limit '
-        f'data.max_bad_examples={max_bad_examples}):\n  {report}')
-  if bad:
-    logging.warning('Skipping %d unusable images:\n  %s', len(bad), report)
-  keep = np.asarray([i for i, error in enumerate(errors) if error is None])
-  stacked = np.stack([images[i] for i in keep]) if len(keep) else None
-  return stacked, keep
+        f'{len(report)} of {total} images could not be used (limit '
+        f'data.max_bad_examples={max_bad_examples}):\n  {listing}')
+  if report:
+    logging.warning('Skipping %d unusable images:\n  %s', len(report),
+                    listing)
 
 
-def _describe(source: datasets.Source, index: int) -> str:
-  paths = getattr(source, 'paths', None)
-  return paths[index] if paths is not None else f'example {index}'
+def _decode(source: datasets.Source, cache_dir: str | None,
+            num_workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                       list[str]]:
+  """(images, labels, kept source indices, report of the others).
+
+  Image folders go through the cache, which stores the report too, so that
+  every run checks the bad files against its own limit.
+  """
+  cache_path = None
+  if isinstance(source, datasets.FolderSource):
+    cache_dir = os.path.expanduser(cache_dir or default_cache_dir())
+    cache_path = os.path.join(cache_dir, f'folder-{_cache_key(source)}.npz')
+    if os.path.exists(cache_path):
+      with np.load(cache_path) as cached:
+        logging.info('Decoded images from the cache %s.', cache_path)
+        return (cached['images'], cached['labels'], cached['kept'],
+                [str(line) for line in cached['report']])
+    images, errors = _decode_folder(source, num_workers)
+    labels = datasets.source_labels(source)
+  else:
+    images, errors, labels = _read_all(source)
+  stacked, kept, bad = _stack(images, errors)
+  report = [f'{datasets.describe(source, i)}: {errors[i]}' for i in bad]
+  labels = labels[kept]
+  if cache_path is not None:
+    os.makedirs(cache_dir, exist_ok=True)
+    # Written under a temporary name and renamed: concurrent processes and
+    # interrupted runs never leave a half-written cache file behind.
+    handle, temporary = tempfile.mkstemp(dir=cache_dir, suffix='.npz.tmp')
+    try:
+      with os.fdopen(handle, 'wb') as f:
+        np.savez(f, images=stacked, labels=labels, kept=kept,
+                 report=np.asarray(report, dtype=str))
+      os.replace(temporary, cache_path)
+    except BaseException:
+      os.unlink(temporary)
+      raise
+    logging.info('Decoded %d images once; cached in %s.', len(labels),
+                 cache_path)
+  return stacked, labels, kept, report
 
 
 def decode_split(source: datasets.Source, *, cache_dir: str | None = None,
@@ -155,52 +202,35 @@ def decode_split(source: datasets.Source, *, cache_dir: str | None = None,
   """All of ``source`` as one in-memory `ArraySource`.
 
   Args:
-    source: any source; a `Subset` is decoded through its parent's cache.
+    source: any source; a `Subset` is decoded through its parent's cache
+      (and its unusable members are dropped).
     cache_dir: where image-folder decodes are cached ('' or None: the
       `default_cache_dir`).
     num_workers: decoding worker processes for image folders (0: inline).
-    max_bad_examples: unreadable images tolerated (and dropped).
+    max_bad_examples: unusable images tolerated (and dropped).
 
   Returns:
     The decoded examples, in the order of ``source`` (less dropped ones).
 
   Raises:
-    DecodeError: more than ``max_bad_examples`` images are unreadable or
-      have a shape unlike the others; the message names every one.
+    DecodeError: more than ``max_bad_examples`` images (or all of them) are
+      unreadable or have a shape unlike the others; the message names every
+      one. Checked on every call, also when the decode comes from the cache.
   """
   if isinstance(source, datasets.ArraySource):
     return source
+  parent = source.source if isinstance(source, datasets.Subset) else source
+  images, labels, kept, report = _decode(parent, cache_dir, num_workers)
   if isinstance(source, datasets.Subset):
-    parent = decode_split(source.source, cache_dir=cache_dir,
-                          num_workers=num_workers,
-                          max_bad_examples=max_bad_examples)
-    if len(parent) != len(source.source):
-      raise DecodeError('data.train_examples with unreadable images: remove '
-                        'the files listed above or set data.train_examples=0')
-    return datasets.ArraySource(parent.images[source.indices],
-                                parent.labels[source.indices])
-  cache_path = None
-  if isinstance(source, datasets.FolderSource):
-    cache_dir = os.path.expanduser(cache_dir or default_cache_dir())
-    cache_path = os.path.join(cache_dir, f'folder-{_cache_key(source)}.npz')
-    if os.path.exists(cache_path):
-      with np.load(cache_path) as cached:
-        logging.info('Decoded images from the cache %s.', cache_path)
-        return datasets.ArraySource(cached['images'], cached['labels'])
-    images, errors = _decode_folder(source, num_workers)
-  else:
-    images, errors = _read_all(source)
-  names = [_describe(source, i) for i in range(len(source))]
-  stacked, keep = _stack(images, errors, names, max_bad_examples)
-  labels = datasets.source_labels(source)[keep]
-  if cache_path is not None:
-    os.makedirs(cache_dir, exist_ok=True)
-    # Written under a temporary name and renamed: concurrent processes and
-    # interrupted runs never leave a half-written cache file behind.
-    handle, temporary = tempfile.mkstemp(dir=cache_dir, suffix='.npz.tmp')
-    with os.fdopen(handle, 'wb') as f:
-      np.savez(f, images=stacked, labels=labels)
-    os.replace(temporary, cache_path)
-    logging.info('Decoded %d images once; cached in %s.', len(labels),
-                 cache_path)
-  return datasets.ArraySource(stacked, labels)
+    # Positions of the subset's members among the kept examples.
+    positions = np.searchsorted(kept, source.indices)
+    found = (positions < len(kept)) & (
+        kept[np.minimum(positions, len(kept) - 1)] == source.indices)
+    reasons = dict(zip(np.setdiff1d(np.arange(len(parent)), kept).tolist(),
+                       report))
+    report = [reasons[int(i)] for i in source.indices[~found]]
+    _check_bad(report, len(source), max_bad_examples)
+    return datasets.ArraySource(images[positions[found]],
+                                labels[positions[found]])
+  _check_bad(report, len(source), max_bad_examples)
+  return datasets.ArraySource(images, labels)

@@ -69,7 +69,7 @@ def choose_placement(data_config, train_source, *, parallelism: str) -> str:
     return 'host'
   size = data_config.image_size
   expected = (size, size, data_config.channels)
-  shape = tuple(np.shape(train_source[0][0]))
+  shape = _first_readable_shape(train_source)
   gigabytes = len(train_source) * int(np.prod(shape)) / 2**30
   reasons = []
   if data_config.augment not in DEVICE_AUGMENTATIONS:
@@ -89,6 +89,18 @@ def choose_placement(data_config, train_source, *, parallelism: str) -> str:
     raise ValueError("data.placement='device' cannot be used: " +
                      '; '.join(reasons))
   return 'host'
+
+
+def _first_readable_shape(source) -> tuple[int, ...]:
+  """The stored shape of the first example that reads (a bad file is left
+  to the decode, which lists every one)."""
+  for index in range(min(len(source), 64)):
+    try:
+      return tuple(np.shape(source[index][0]))
+    except Exception:  # pylint: disable=broad-except
+      continue
+  raise ValueError(f'none of the first {min(len(source), 64)} training '
+                   'examples could be read; check data.data_dir')
 
 
 def augment_key(seed: int) -> jax.Array:
@@ -164,7 +176,8 @@ class DeviceBatches:
     self.global_batch_size = global_batch_size
     self.seed = seed
     self._order = order_lib.EpochOrder(
-        self.size, global_batch_size=global_batch_size, seed=seed)
+        self.size, global_batch_size=global_batch_size, seed=seed,
+        augmentation='device')
     self.steps_per_epoch = self._order.steps_per_epoch
     replicated = NamedSharding(mesh, PartitionSpec())
     self._replicated = replicated

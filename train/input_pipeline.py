@@ -54,7 +54,7 @@ from train import datasets
 from train import order as order_lib
 
 __all__ = [
-    'MAX_CONSECUTIVE_BAD', 'TrainBatches', 'describe', 'eval_batches'
+    'MAX_CONSECUTIVE_BAD', 'TrainBatches', 'eval_batches'
 ]
 
 # Width of the ``bad_examples`` field: the most unreadable examples tolerated
@@ -66,20 +66,6 @@ _NAMED_BAD_EXAMPLES = 10
 
 # grain's ``min_shm_size`` that keeps every array out of shared memory.
 _NO_SHARED_MEMORY = 1 << 62
-
-
-def describe(source: datasets.Source, index: int) -> str:
-  """A human-readable name of example ``index`` of ``source``.
-
-  ``source.name_of(index)`` if the source has it, the file path for a
-  `datasets.FolderSource`, else ``'example <index>'``.
-  """
-  index = int(index)
-  if hasattr(source, 'name_of'):
-    return str(source.name_of(index))
-  if isinstance(source, datasets.FolderSource):
-    return source.paths[index]
-  return f'example {index}'
 
 
 def _read_error(source: datasets.Source, index: int) -> str:
@@ -166,8 +152,8 @@ class _Loader:
         image, label = self.source[index]
       except Exception as error:  # pylint: disable=broad-except
         if skipped == MAX_CONSECUTIVE_BAD:
-          names = [describe(self.source, i) for i in bad] + [
-              describe(self.source, index)]
+          names = [datasets.describe(self.source, i) for i in bad] + [
+              datasets.describe(self.source, index)]
           raise ValueError(
               f'{MAX_CONSECUTIVE_BAD + 1} unreadable training examples in a '
               f'row of the order of epoch {epoch} (from position {place}): '
@@ -247,7 +233,8 @@ class TrainBatches:
     self.transform = transform
     self.rows = _local_rows(global_batch_size, process_index, process_count)
     self._order = order_lib.EpochOrder(
-        len(source), global_batch_size=global_batch_size, seed=seed)
+        len(source), global_batch_size=global_batch_size, seed=seed,
+        augmentation='host')
     self.steps_per_epoch = self._order.steps_per_epoch
     self.num_workers = num_workers
     self.max_bad_examples = max_bad_examples
@@ -340,7 +327,7 @@ class TrainBatches:
           self._bad.setdefault(index, None)
     if len(self._bad) > self.max_bad_examples:
       named = list(self._bad)[:_NAMED_BAD_EXAMPLES]
-      details = '; '.join(f'{describe(self.source, i)} '
+      details = '; '.join(f'{datasets.describe(self.source, i)} '
                           f'({_read_error(self.source, i)})' for i in named)
       more = len(self._bad) - len(named)
       raise ValueError(
@@ -352,16 +339,14 @@ class TrainBatches:
 
 def eval_batches(source: datasets.Source, *, global_batch_size: int,
                  transform: Callable[[np.ndarray], np.ndarray],
-                 process_index: int = 0, process_count: int = 1,
-                 num_workers: int = 0) -> Iterator[dict[str, Any]]:
+                 process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict[str, Any]]:
   """The whole test set in order, padded to full global batches.
 
   Yields this process's rows: uint8 ``images``, int32 ``labels`` and float32
   ``mask`` (0 for padding), so every process runs the same number of steps.
-  Examples are loaded inline; ``num_workers`` is accepted for symmetry with
-  `TrainBatches` and unused. Unreadable test examples raise.
+  Examples are loaded inline. Unreadable test examples raise.
   """
-  del num_workers
   rows = _local_rows(global_batch_size, process_index, process_count)
   size = len(source)
   for start in range(0, size, global_batch_size):

@@ -17,7 +17,6 @@ Each process loads its own slice of every batch (or, with the training set
 on the devices, builds its devices' rows there); all use the same workdir.
 """
 
-import logging as std_logging
 
 from absl import app
 from absl import flags
@@ -25,6 +24,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from train import checkpoint
 from train import train
 
 __all__ = ['main']
@@ -49,14 +49,6 @@ _JAX_PROCESS_ID = flags.DEFINE_integer(
     'This process, 0 .. N-1, with --jax_coordinator.')
 
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-class _QuietCheckpointInfo(std_logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per save); keeps its warnings."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or '/orbax/' not in record.pathname)
 
 
 def _initialize_distributed() -> None:
@@ -92,7 +84,7 @@ def _initialize_distributed() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietCheckpointInfo())
+  logging.get_absl_handler().addFilter(checkpoint.QuietOrbaxInfo())
   _initialize_distributed()
   logging.info('JAX process %d of %d, %d local / %d global devices (%s).',
                jax.process_index(), jax.process_count(),

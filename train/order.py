@@ -3,9 +3,10 @@
 Epoch ``e`` visits the ``size`` training examples in the permutation
 ``default_rng([seed, 0, e]).permutation(size)``; global batch ``p`` of the
 epoch takes positions ``[p * B, (p + 1) * B)`` of it (the remainder is
-dropped). The host and the device data paths share this order, so they
-train on the same batches, and the position a checkpoint stores is just the
-step with the constants that define the order.
+dropped). The host and the device data paths share this order (without
+augmentation they train on the same batches; their augmentation streams
+differ), and the position a checkpoint stores is just the step with the
+constants that define the order and the augmentation stream.
 """
 
 import numpy as np
@@ -28,11 +29,17 @@ class EpochOrder:
     steps_per_epoch: full global batches per pass over the examples.
   """
 
-  def __init__(self, size: int, *, global_batch_size: int, seed: int):
-    """Raises ValueError if the batch is larger than the training set."""
+  def __init__(self, size: int, *, global_batch_size: int, seed: int,
+               augmentation: str):
+    """Raises ValueError if the batch is larger than the training set.
+
+    ``augmentation`` names the augmentation stream ('host' or 'device'): it
+    is part of the position, so a run cannot resume on the other path.
+    """
     self.size = size
     self.global_batch_size = global_batch_size
     self.seed = seed
+    self.augmentation = augmentation
     self.steps_per_epoch = size // global_batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(f'batch_size={global_batch_size} exceeds the '
@@ -58,7 +65,8 @@ class EpochOrder:
     epoch, batch_in_epoch = divmod(step, self.steps_per_epoch)
     return dict(step=step, epoch=epoch, batch_in_epoch=batch_in_epoch,
                 seed=self.seed, global_batch_size=self.global_batch_size,
-                steps_per_epoch=self.steps_per_epoch)
+                steps_per_epoch=self.steps_per_epoch,
+                augmentation=self.augmentation)
 
   def check_position(self, saved: dict, step: int) -> None:
     """Raises ValueError if a saved position disagrees with this order."""
@@ -66,4 +74,5 @@ class EpochOrder:
     if saved != expected:
       raise ValueError(
           f'checkpointed data position {saved} does not match this run '
-          f'{expected}: seed, batch size and dataset must not change on resume')
+          f'{expected}: seed, batch size, dataset and data.placement must not '
+          'change on resume')

@@ -38,7 +38,6 @@ import collections
 import dataclasses
 import datetime
 import json
-import logging as std_logging
 import math
 import os
 import shlex
@@ -54,6 +53,7 @@ import ml_collections
 import msda_jax
 import numpy as np
 
+from train import checkpoint
 from train import metric_writers
 from train import train as train_lib
 
@@ -656,14 +656,6 @@ def plot_accuracy(path: str, records: list[dict],
 
 # -- Command line ------------------------------------------------------------
 
-class _QuietCheckpointInfo(std_logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per save); keeps warnings."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or '/orbax/' not in record.pathname)
-
-
 _FLAGS = {}
 
 
@@ -683,7 +675,7 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietCheckpointInfo())
+  logging.get_absl_handler().addFilter(checkpoint.QuietOrbaxInfo())
   workdir = os.path.abspath(os.path.expanduser(_FLAGS['workdir'].value))
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir',

@@ -183,8 +183,10 @@ def _training_data(config: ml_collections.ConfigDict,
         mesh=partitioning.make_data_mesh(),
         global_batch_size=config.batch_size, seed=config.seed,
         augment=config.data.augment)
-    return placement, batches, decode.decode_split(dataset.test,
-                                                   **decode_options)
+    # The test set is evaluated whole, as on the host path: no bad image
+    # is tolerated there.
+    return placement, batches, decode.decode_split(
+        dataset.test, **dict(decode_options, max_bad_examples=0))
   batches = input_pipeline.TrainBatches(
       dataset.train, global_batch_size=config.batch_size, seed=config.seed,
       transform=augment.train_transform(config.data.augment,
@@ -281,8 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   writer = metric_writers.MetricWriter(workdir, enabled=is_main)
   eval_kwargs = dict(
       global_batch_size=config.eval_batch_size, transform=test_transform,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      num_workers=config.data.num_workers)
+      process_index=jax.process_index(), process_count=jax.process_count())
 
   if config.eval_max_examples:
     # Evenly spread rather than the first ones: test sets are often stored
