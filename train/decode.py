@@ -26,6 +26,8 @@ from train import datasets
 
 __all__ = ['DecodeError', 'decode_split', 'default_cache_dir']
 
+# Version of the cache file's contents (part of its key).
+_CACHE_FORMAT = 2
 # Files per task handed to a decoding worker process.
 _CHUNK = 512
 
@@ -106,7 +108,7 @@ def _read_all(source: datasets.Source) -> tuple[list, list, np.ndarray]:
 
 
 def _cache_key(source: datasets.FolderSource) -> str:
-  digest = hashlib.sha256(source.mode.encode())
+  digest = hashlib.sha256(f'{_CACHE_FORMAT}\0{source.mode}'.encode())
   for path in source.paths:
     try:
       stat = os.stat(path)
