@@ -76,7 +76,7 @@ def _smoke() -> ml_collections.ConfigDict:
 
 
 def _cpu() -> ml_collections.ConfigDict:
-  """About one hour for 10 runs on the 2 shared CPU cores of this project.
+  """About one hour for the 15 runs on the 2 CPU cores of this project.
 
   Long training of a small model on little data, the regime where mixing
   pays (Mixup and CutMix need ~100-200 epochs before they beat no mixing):
