@@ -1,7 +1,7 @@
 r"""Quickstart: a small CNN on scikit-learn's 8x8 digits with HMix, on CPU.
 
 The bundled digits (1797 images, 10 classes; a fixed stratified 20% test
-split) need no download. About 20 seconds on 2 CPU cores.
+split) need no download. About 12 seconds on 2 CPU cores.
 
   python -m train.main --config=configs/quickstart.py --workdir=/tmp/run
 
