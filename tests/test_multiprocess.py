@@ -10,6 +10,8 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import jax
 import numpy as np
@@ -39,20 +41,39 @@ def _launch(workdir: str, devices: int, placement: str,
     command += [f'--jax_coordinator={coordinator}',
                 f'--jax_num_processes={num_processes}',
                 f'--jax_process_id={process_id}']
-  return subprocess.Popen(command, cwd=_ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  # Output to a file, not a pipe: a full pipe would block a child that the
+  # polling loop of _wait does not read.
+  log = tempfile.TemporaryFile(mode='w+')
+  process = subprocess.Popen(command, cwd=_ROOT, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, text=True)
+  process.log = log
+  return process
 
 
 def _wait(processes: list[subprocess.Popen]) -> list[str]:
-  outputs = []
+  """Waits for all; if one fails, stops the others at once (they would
+  otherwise wait in a collective for their lost peer)."""
+  deadline = time.time() + 240
   try:
-    for process in processes:
-      output, _ = process.communicate(timeout=240)
-      outputs.append(output)
-      assert process.returncode == 0, output[-3000:]
+    while any(p.poll() is None for p in processes):
+      if any(p.poll() not in (None, 0) for p in processes):
+        break
+      assert time.time() < deadline, 'the runs did not finish in 240 s'
+      time.sleep(0.2)
   finally:
     for process in processes:
       process.kill()
+  outputs = []
+  for process in processes:
+    process.wait()
+    process.log.seek(0)
+    outputs.append(process.log.read())
+    process.log.close()
+  # The process that failed first speaks first (the others were killed).
+  failures = sorted((p.returncode == -9, i) for i, p in enumerate(processes)
+                    if p.returncode != 0)
+  for _, index in failures:
+    assert False, outputs[index][-3000:]
   return outputs
 
 
