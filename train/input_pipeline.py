@@ -95,30 +95,22 @@ class _Loader:
   """
 
   def __init__(self, source: datasets.Source,
-               transform: augment.RandomTransform, *, seed: int,
-               global_batch_size: int, steps_per_epoch: int, rows: slice):
+               transform: augment.RandomTransform, *,
+               order: order_lib.EpochOrder, rows: slice):
     self.source = source
     self.transform = transform
-    self.seed = seed
-    self.global_batch_size = global_batch_size
-    self.steps_per_epoch = steps_per_epoch
+    self.order = order
+    self.seed = order.seed
+    self.global_batch_size = order.global_batch_size
+    self.steps_per_epoch = order.steps_per_epoch
     self.rows = rows
     self.local_batch_size = rows.stop - rows.start
-    self._order_cache = None
     self._uniforms_cache = None
 
   def __getstate__(self) -> dict:
     state = dict(self.__dict__)
-    state['_order_cache'] = state['_uniforms_cache'] = None
+    state['_uniforms_cache'] = None
     return state
-
-  def order(self, epoch: int) -> np.ndarray:
-    cached = self._order_cache  # One read: safe with a prefetch thread.
-    if cached is None or cached[0] != epoch:
-      cached = (epoch, order_lib.epoch_permutation(self.seed, epoch,
-                                                   len(self.source)))
-      self._order_cache = cached
-    return cached[1]
 
   def uniforms(self, step: int) -> np.ndarray:
     """The (B, k) augmentation block of global batch ``step``."""
@@ -144,7 +136,7 @@ class _Loader:
   def load(self, located: tuple[int, int, np.ndarray]) -> dict:
     """Reads, decodes and augments one located example (skipping bad ones)."""
     epoch, place, uniforms = located
-    order = self.order(epoch)
+    order = self.order.permutation(epoch)
     bad = np.full(MAX_CONSECUTIVE_BAD, -1, np.int32)
     for skipped in range(MAX_CONSECUTIVE_BAD + 1):
       index = int(order[(place + skipped) % len(order)])
@@ -238,9 +230,7 @@ class TrainBatches:
     self.steps_per_epoch = self._order.steps_per_epoch
     self.num_workers = num_workers
     self.max_bad_examples = max_bad_examples
-    self._loader = _Loader(source, transform, seed=seed,
-                           global_batch_size=global_batch_size,
-                           steps_per_epoch=self.steps_per_epoch,
+    self._loader = _Loader(source, transform, order=self._order,
                            rows=self.rows)
     self._bad = {}  # Source index -> None, in the order first met.
 

@@ -44,15 +44,19 @@ class EpochOrder:
     if self.steps_per_epoch == 0:
       raise ValueError(f'batch_size={global_batch_size} exceeds the '
                        f'{size} training examples')
-    self._cached_epoch = None
-    self._cached_permutation = None
+    self._cached = None  # (epoch, permutation)
+
+  def __getstate__(self) -> dict:
+    # Shipped to loader worker processes without the cached permutation.
+    return dict(self.__dict__, _cached=None)
 
   def permutation(self, epoch: int) -> np.ndarray:
     """`epoch_permutation` of ``epoch`` (the last one is kept)."""
-    if epoch != self._cached_epoch:
-      self._cached_permutation = epoch_permutation(self.seed, epoch, self.size)
-      self._cached_epoch = epoch
-    return self._cached_permutation
+    cached = self._cached  # One read and one write: safe across threads.
+    if cached is None or cached[0] != epoch:
+      cached = (epoch, epoch_permutation(self.seed, epoch, self.size))
+      self._cached = cached
+    return cached[1]
 
   def indices(self, step: int) -> np.ndarray:
     """The example indices of global batch ``step``, (global_batch_size,)."""
