@@ -23,7 +23,12 @@ there collects them with each stage's exit code and wall time, and a
 summary is printed. Prepared to run in <= 8 minutes on one H100::
 
   python benchmarks/device_check.py --out_dir=$OUT --budget_s=470 \
-      [--data_dir=/path/to/cifar10-jpeg]
+      [--data_dir=/path/to/cifar10-jpeg | --cifar_tar=data/cifar10-jpeg.tar.gz]
+
+The device machine sees only the repository: to give it CIFAR-10, copy
+``../shared/data/cifar10-jpeg.tar.gz`` to ``data/`` (ignored by git), pass
+``carry=['data']`` to the device tool and ``--cifar_tar`` here, which
+extracts it to a temporary folder first.
 
 ``--smoke`` shrinks every stage to seconds, to check the script on CPU.
 """
@@ -33,6 +38,8 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,9 +109,17 @@ def main(argv=None) -> dict:
                       help='total seconds for all stages')
   parser.add_argument('--data_dir', default=None,
                       help='CIFAR-10 image folder (enables the study stage)')
+  parser.add_argument('--cifar_tar', default=None,
+                      help='a .tar.gz of the CIFAR-10 image folder, extracted '
+                      'to a temporary folder and used as --data_dir')
   parser.add_argument('--smoke', action='store_true')
   args = parser.parse_args(argv)
   os.makedirs(args.out_dir, exist_ok=True)
+  if args.cifar_tar:
+    args.data_dir = tempfile.mkdtemp(prefix='cifar10_')
+    with tarfile.open(args.cifar_tar) as archive:
+      archive.extractall(args.data_dir, filter='data')
+    print(f'extracted {args.cifar_tar} to {args.data_dir}', flush=True)
   deadline = time.time() + args.budget_s
   report = {}
   for stage in stages(args.out_dir, smoke=args.smoke, data_dir=args.data_dir):
