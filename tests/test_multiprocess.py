@@ -15,6 +15,7 @@ import time
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
 from train import checkpoint
@@ -30,13 +31,13 @@ def _free_port() -> int:
 
 def _launch(workdir: str, devices: int, placement: str,
             coordinator: str | None = None, process_id: int = 0,
-            num_processes: int = 1) -> subprocess.Popen:
+            num_processes: int = 1, extra: tuple = ()) -> subprocess.Popen:
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   command = [sys.executable, '-m', 'train.main',
              '--config=configs/quickstart.py:smoke', f'--workdir={workdir}',
              '--config.progress_bar=False',
-             f'--config.data.placement={placement}']
+             f'--config.data.placement={placement}', *extra]
   if coordinator:
     command += [f'--jax_coordinator={coordinator}',
                 f'--jax_num_processes={num_processes}',
@@ -50,13 +51,15 @@ def _launch(workdir: str, devices: int, placement: str,
   return process
 
 
-def _wait(processes: list[subprocess.Popen]) -> list[str]:
+def _wait(processes: list[subprocess.Popen],
+          expect_failure: bool = False) -> list[str]:
   """Waits for all; if one fails, stops the others at once (they would
   otherwise wait in a collective for their lost peer)."""
   deadline = time.time() + 240
   try:
     while any(p.poll() is None for p in processes):
-      if any(p.poll() not in (None, 0) for p in processes):
+      if not expect_failure and any(p.poll() not in (None, 0)
+                                    for p in processes):
         break
       assert time.time() < deadline, 'the runs did not finish in 240 s'
       time.sleep(0.2)
@@ -69,6 +72,8 @@ def _wait(processes: list[subprocess.Popen]) -> list[str]:
     process.log.seek(0)
     outputs.append(process.log.read())
     process.log.close()
+  if expect_failure:
+    return outputs
   # The process that failed first speaks first (the others were killed).
   failures = sorted((p.returncode == -9, i) for i, p in enumerate(processes)
                     if p.returncode != 0)
@@ -111,3 +116,29 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path, placement):
     # processes, XLA within one): measured differences are ~1e-9, while a
     # wrong batch moves the parameters by ~1e-3 in 4 steps.
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_unreadable_images_stop_every_process_together(tmp_path):
+  # Catches the limit counted per process on the host path: the process
+  # that met the corrupt file stopped alone and the other waited for it in
+  # the next collective. Both must stop at the same log step, each saying why.
+  rng = np.random.default_rng(0)
+  root = tmp_path / 'data'
+  for split, count in (('train', 12), ('test', 2)):
+    for label in range(4):
+      os.makedirs(root / split / f'class{label}')
+      for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (8, 8), np.uint8)).save(
+            root / split / f'class{label}' / f'{i}.png')
+  corrupt = root / 'train' / 'class1' / '3.png'
+  corrupt.write_bytes(b'not a png')
+  extra = ('--config.data.name=image_folder', f'--config.data.data_dir={root}')
+  coordinator = f'localhost:{_free_port()}'
+  start = time.time()
+  outputs = _wait([_launch(str(tmp_path / 'run'), 2, 'host', coordinator, i, 2,
+                           extra) for i in range(2)], expect_failure=True)
+  assert time.time() - start < 120  # Not a distributed-runtime time-out.
+  for output in outputs:
+    assert 'unreadable training examples over all processes' in output or (
+        f'unreadable training examples, more than' in output), output[-3000:]
+  assert any(str(corrupt) in output for output in outputs)

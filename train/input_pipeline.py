@@ -296,35 +296,59 @@ class TrainBatches:
     """Distinct unreadable examples `record_bad` has seen in this process."""
     return len(self._bad)
 
-  def record_bad(self, batch: dict) -> int:
+  def record_bad(self, batch: dict, *, check: bool = True) -> int:
     """Counts a batch's unreadable examples; call once per yielded batch.
 
     Removes the ``bad_examples`` field from ``batch`` (so what is left is what
     the device step takes) and adds its indices to the distinct bad examples
     met by this process.
 
+    Args:
+      batch: a batch from `iterate`.
+      check: raise past the limit now (one process); with several
+        processes the training loop sums the counts and calls `check_bad`
+        in all of them at once instead.
+
     Returns:
       `num_bad_examples`, for metrics.
 
     Raises:
       ValueError: naming the bad examples, once there are more than
-        ``max_bad_examples`` of them.
+        ``max_bad_examples`` of them (with ``check``).
     """
     bad = batch.pop('bad_examples', None)
     if bad is not None:
       for index in np.asarray(bad).ravel().tolist():
         if index >= 0:
           self._bad.setdefault(index, None)
-    if len(self._bad) > self.max_bad_examples:
-      named = list(self._bad)[:_NAMED_BAD_EXAMPLES]
-      details = '; '.join(f'{datasets.describe(self.source, i)} '
-                          f'({_read_error(self.source, i)})' for i in named)
-      more = len(self._bad) - len(named)
-      raise ValueError(
-          f'{len(self._bad)} unreadable training examples, more than '
-          f'max_bad_examples={self.max_bad_examples}: {details}'
-          + (f'; and {more} more' if more else ''))
+    if check:
+      self.check_bad(len(self._bad))
     return len(self._bad)
+
+  def check_bad(self, total: int) -> None:
+    """Raises ValueError if ``total`` bad examples pass the limit.
+
+    Args:
+      total: the count to check: this process's, or the sum over processes.
+
+    Raises:
+      ValueError: naming the bad examples this process met.
+    """
+    if total <= self.max_bad_examples:
+      return
+    named = list(self._bad)[:_NAMED_BAD_EXAMPLES]
+    details = '; '.join(f'{datasets.describe(self.source, i)} '
+                        f'({_read_error(self.source, i)})' for i in named)
+    more = len(self._bad) - len(named)
+    where = ''
+    if total != len(self._bad):
+      where = (f' over all processes ({len(self._bad)} met by this one'
+               f'{"; see the other processes" if not named else ""})')
+    raise ValueError(
+        f'{total} unreadable training examples{where}, more than '
+        f'max_bad_examples={self.max_bad_examples}'
+        + (f': {details}' if details else '')
+        + (f'; and {more} more' if more else ''))
 
 
 def eval_batches(source: datasets.Source, *, global_batch_size: int,

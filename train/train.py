@@ -17,6 +17,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import msda_jax
@@ -311,8 +312,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     for local_batch in batches.iterate(start_step, stop_step):
       if placement == 'host':
         # Skipped unreadable images: counted, and past the limit an error
-        # naming them. (The device path listed them before training.)
-        bad_examples = batches.record_bad(local_batch)
+        # naming them. (The device path listed them before training.) With
+        # several processes the counts are summed at each log step, so that
+        # all processes stop together.
+        bad_examples = batches.record_bad(local_batch,
+                                          check=jax.process_count() == 1)
       state, metrics = runner.train(state, runner.to_device(local_batch))
       step += 1
       progress.update()
@@ -329,6 +333,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             len(pending_metrics) * config.batch_size /
             (time.time() - window_start))
         if placement == 'host':
+          if jax.process_count() > 1:
+            bad_examples = int(np.sum(multihost_utils.process_allgather(
+                np.int32(bad_examples))))
+            batches.check_bad(bad_examples)
           summary['bad_examples'] = bad_examples
         writer.write(step, summary)
         progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
