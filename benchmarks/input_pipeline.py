@@ -42,17 +42,17 @@ from train import partitioning  # pylint: disable=g-import-not-at-top
 __all__ = ['device_images_per_second', 'host_measure', 'main']
 
 
-def _training_set(data_dir: str, cache_dir: str) -> datasets.ArraySource:
-  if data_dir == 'synthetic':
-    rng = np.random.default_rng(0)
-    return datasets.ArraySource(
-        rng.integers(0, 256, (50_000, 32, 32, 3), np.uint8),
-        rng.integers(0, 10, 50_000))
-  config = dict(name='image_folder', data_dir=data_dir, train_split='train',
-                test_split='test', channels=3)
-  dataset = datasets.load_dataset(ml_collections.ConfigDict(config))
+def _folder_train_source(data_dir: str) -> datasets.Source:
+  """The ``train`` split of the image folder ``data_dir`` (listed once)."""
+  config = ml_collections.ConfigDict(dict(
+      name='image_folder', data_dir=data_dir, train_split='train',
+      test_split='test', channels=3))
+  return datasets.load_dataset(config).train
+
+
+def _decoded(source: datasets.Source, cache_dir: str) -> datasets.ArraySource:
   start = time.perf_counter()
-  decoded = decode.decode_split(dataset.train, cache_dir=cache_dir,
+  decoded = decode.decode_split(source, cache_dir=cache_dir,
                                 num_workers=os.cpu_count() or 1)
   print(f'decoded {len(decoded)} training images in '
         f'{time.perf_counter() - start:.1f} s (cache: {cache_dir})', flush=True)
@@ -84,18 +84,6 @@ def device_images_per_second(train_set: datasets.ArraySource, *,
   return steps * batch_size / (time.perf_counter() - start)
 
 
-def _train_batches(data_dir: str, num_workers: int, batch_size: int,
-                   image_size: int) -> input_pipeline.TrainBatches:
-  config = ml_collections.ConfigDict(dict(
-      name='image_folder', data_dir=data_dir, train_split='train',
-      test_split='test', channels=3))
-  dataset = datasets.load_dataset(config)
-  return input_pipeline.TrainBatches(
-      dataset.train, global_batch_size=batch_size, seed=0,
-      transform=augment.train_transform('crop_flip', image_size, 3),
-      num_workers=num_workers)
-
-
 def _cpu_seconds() -> tuple[float, float] | None:
   """(CPU seconds busy on the whole machine, used by us and our workers)."""
   try:
@@ -114,12 +102,13 @@ def _cpu_seconds() -> tuple[float, float] | None:
     return None
 
 
-def host_measure(data_dir: str, num_workers: int, *, seconds: float,
-            batch_size: int = 256, image_size: int = 32) -> dict[str, float]:
+def host_measure(source: datasets.Source, num_workers: int, *,
+                 seconds: float, batch_size: int = 256,
+                 image_size: int = 32) -> dict[str, float]:
   """Images/s of the host path (`TrainBatches.iterate`), and the CPU it got.
 
   Args:
-    data_dir: an image folder with a ``train`` split.
+    source: the training examples (e.g. an image folder's train split).
     num_workers: worker processes (0: a loader thread in this process).
     seconds: length of the timed window, after a warm-up that starts the
       workers and drains the batches they had buffered.
@@ -132,7 +121,10 @@ def host_measure(data_dir: str, num_workers: int, *, seconds: float,
     else on the machine, over the timed window (Linux only; other processes
     competing for the cores make worker scaling meaningless).
   """
-  batches = _train_batches(data_dir, num_workers, batch_size, image_size)
+  batches = input_pipeline.TrainBatches(
+      source, global_batch_size=batch_size, seed=0,
+      transform=augment.train_transform('crop_flip', image_size, 3),
+      num_workers=num_workers)
   prefetch = 2
   iterator = batches.iterate(0, 10**9, prefetch=prefetch)
   try:
@@ -175,16 +167,24 @@ def main(argv=None) -> dict:
                       help='decode cache (default: a temporary directory)')
   args = parser.parse_args(argv)
 
-  with tempfile.TemporaryDirectory(prefix='msda_decode_') as temporary:
-    # A fresh cache by default: the decode time printed is a cold one.
-    train_set = _training_set(args.data_dir, args.cache_dir or temporary)
+  source = None
+  if args.data_dir == 'synthetic':
+    rng = np.random.default_rng(0)
+    train_set = datasets.ArraySource(
+        rng.integers(0, 256, (50_000, 32, 32, 3), np.uint8),
+        rng.integers(0, 10, 50_000))
+  else:
+    source = _folder_train_source(args.data_dir)
+    with tempfile.TemporaryDirectory(prefix='msda_decode_') as temporary:
+      # A fresh cache by default: the decode time printed is a cold one.
+      train_set = _decoded(source, args.cache_dir or temporary)
   device = device_images_per_second(train_set, batch_size=args.batch_size,
                                     steps=args.steps)
   print(f'device path: {device:,.0f} images/s', flush=True)
   host, cores = {}, {}
-  if args.data_dir != 'synthetic':
+  if source is not None:
     for workers in (int(w) for w in args.workers.split(',')):
-      measured = host_measure(args.data_dir, workers, seconds=args.seconds,
+      measured = host_measure(source, workers, seconds=args.seconds,
                               batch_size=args.batch_size)
       host[str(workers)] = measured['images_per_second']
       # Worker scaling means nothing if other processes took the cores.
