@@ -1,7 +1,8 @@
 """msda_jax: mixed-sample data augmentation as pure, jit-compiled JAX functions.
 
 One mask engine serves every method: a method is a mask generator
-``(key, (H, W), lam) -> mask``; one kernel blends ``M x + (1 - M) x_partner``;
+``(key, shape, lam) -> mask``, and ``mask_mixer`` turns any such generator
+(yours too) into a mixer; one kernel blends ``M x + (1 - M) x_partner``;
 labels mix by the realised mask mean. Reference: Park, Yun & Chun, "A Unified
 Analysis of Mixed Sample Data Augmentation: A Loss Function Perspective",
 NeurIPS 2022.
@@ -17,6 +18,7 @@ Example:
 
 from msda_jax._compose import choice
 from msda_jax._config import from_config
+from msda_jax._engine import mask_mixer, uniform_mask
 from msda_jax._lam import sample_lam
 from msda_jax._masks import cutmix_mask, gmix_mask, hmix_mask, mixup_mask
 from msda_jax._methods import cutmix, gmix, hmix, mixup, none
@@ -25,19 +27,21 @@ from msda_jax._mixing import blend, mix_labels, soft_labels
 from msda_jax._modes import MODES
 from msda_jax._pairing import PARTNERS
 from msda_jax._sharding import data_mesh, per_device, shard_mixer
-from msda_jax._types import MaskFn, MaskSampler, MixResult
+from msda_jax._types import MaskFn, MaskSampler, MixResult, PasteBox
 
 __version__ = "0.1.0"
 
 __all__ = [
     # Mask generators: (key, shape, lam, *, options) -> (H, W) mask.
     "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask",
-    # Mixer factories and combinators.
-    "mixup", "cutmix", "hmix", "gmix", "none", "choice", "from_config",
+    # Mixer factories, the extension point and combinators.
+    "mixup", "cutmix", "hmix", "gmix", "none",
+    "mask_mixer", "uniform_mask", "choice", "from_config",
     # Devices.
     "per_device", "shard_mixer", "data_mesh",
     # Building blocks.
     "blend", "mix_labels", "soft_labels", "sample_lam",
     # Types and constants.
-    "Mixer", "MixResult", "MaskFn", "MaskSampler", "MODES", "PARTNERS",
+    "Mixer", "MixResult", "MaskFn", "MaskSampler", "PasteBox", "MODES",
+    "PARTNERS",
 ]

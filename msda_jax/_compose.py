@@ -1,94 +1,62 @@
-"""Building and combining mask samplers and mixers.
+"""Combining mixers: ``choice`` picks one of several per draw.
 
-``method_sampler`` turns a mask rule, an α and a ``prob`` into a sampler;
-``choice`` combines mixers into a mixer (the algebra closes: a choice of
-choices is a mixer like any other).
+The algebra closes: a choice of choices is a mixer like any other.
 """
 
-import math
+import dataclasses
 from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from msda_jax import _lam
-from msda_jax._masks import MaskRule
+from msda_jax._engine import check_prob
 from msda_jax._mixer import Mixer
-from msda_jax._types import MaskSampler
+from msda_jax._types import PasteBox
 
-__all__ = ["check_alpha", "check_prob", "method_sampler", "choice"]
-
-
-def check_alpha(alpha) -> float:
-  try:
-    value = float(alpha)
-  except (TypeError, ValueError):
-    raise ValueError(f"alpha must be a float > 0; got {alpha!r}") from None
-  if not (value > 0 and math.isfinite(value)):
-    raise ValueError(f"alpha must be a finite float > 0; got {alpha!r}")
-  return value
+__all__ = ["choice", "ChoiceSampler"]
 
 
-def check_prob(prob, name: str = "prob") -> float:
-  try:
-    value = float(prob)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a float in [0, 1]; got {prob!r}") from None
-  if not 0.0 <= value <= 1.0:
-    raise ValueError(f"{name} must be in [0, 1]; got {prob!r}")
-  return value
+@dataclasses.dataclass(frozen=True)
+class _Unmixed:
+  """The sampler of a mixer that never mixes: a mask of ones."""
+
+  def __call__(self, key: jax.Array, shape):
+    del key
+    return jnp.ones(shape, jnp.float32), jnp.ones((), jnp.float32)
 
 
-def _ones(key: jax.Array, shape: tuple[int, int]):
-  del key
-  return jnp.ones(shape, jnp.float32), jnp.ones((), jnp.float32)
+def _with_paste(draw, shape):
+  if len(draw) == 3:
+    return draw
+  identity = PasteBox(jnp.zeros(len(shape), jnp.int32),
+                      jnp.asarray(shape, jnp.int32))
+  return (*draw, identity)
 
 
-def method_sampler(rule: MaskRule, *, alpha: float,
-                   prob: float = 1.0) -> MaskSampler:
-  """A sampler that draws λ ~ Beta(α, α), then ``rule``'s mask and its mean.
+@dataclasses.dataclass(frozen=True)
+class ChoiceSampler:
+  """Draws with one of ``samplers``, picked with weights ``probs``.
 
-  With probability ``1 - prob`` the sample is left unmixed (mask of ones).
-  Keys: one threefry call per sample, ``u = jax.random.uniform(key, (k,))``
-  with ``n = rule.num_uniforms``:
-
-  - α = 1: ``k = 2 + n`` and λ = ``u[0]``;
-  - α ≠ 1: ``k = 3 + n`` and λ =
-    ``_lam.beta_from_uniforms(u[0], u[-1], α)`` (exact Beta(α, α) from two
-    uniforms, no rejection loop);
-
-  and in both cases the mix/no-mix coin is ``u[1] < prob`` and the rule's
-  uniforms are ``u[2:2 + n]``.
-
-  Args:
-    rule: the method's :class:`~msda_jax._masks.MaskRule`, options bound.
-    alpha: Beta concentration, > 0.
-    prob: probability of mixing, in [0, 1].
-
-  Returns:
-    ``sampler(key, (H, W)) -> (mask, mean)``.
+  Every sampler draws from the same key and the picked draw is selected (see
+  :func:`choice`). Compares equal by value.
   """
-  alpha = check_alpha(alpha)
-  prob = check_prob(prob)
-  if prob == 0.0:
-    return _ones
 
-  n = rule.num_uniforms
+  samplers: tuple
+  probs: tuple
 
-  def sample(key: jax.Array, shape: tuple[int, int]):
-    if alpha == 1.0:
-      u = jax.random.uniform(key, (2 + n,), jnp.float32)
-      lam = u[0]
-    else:
-      u = jax.random.uniform(key, (3 + n,), jnp.float32)
-      lam = _lam.beta_from_uniforms(u[0], u[-1], alpha)
-    mask, mean = rule.fn(u[2:2 + n], shape, lam)
-    if prob == 1.0:
-      return mask, mean
-    mixed = u[1] < prob
-    return jnp.where(mixed, mask, 1.0), jnp.where(mixed, mean, 1.0)
-
-  return sample
+  def __call__(self, key: jax.Array, shape):
+    pick_key, mask_key = jax.random.split(key)
+    pick = jax.random.choice(pick_key, len(self.samplers),
+                             p=jnp.asarray(self.probs, jnp.float32))
+    # Every method's mask is built from mask_key and the picked one selected.
+    # Under vmap ('elem' and 'pair' modes) lax.switch lowers to this same
+    # select anyway, and a vmapped lax.switch inside shard_map fails in JAX
+    # 0.10 ("pvary is a invariant->variant collective"). In 'batch' mode it
+    # builds a few masks instead of one: negligible next to the blend.
+    draws = [s(mask_key, shape) for s in self.samplers]
+    if any(len(d) == 3 for d in draws):
+      draws = [_with_paste(d, shape) for d in draws]
+    return jax.tree.map(lambda *xs: jax.lax.select_n(pick, *xs), *draws)
 
 
 def choice(mixers: Sequence[Mixer],
@@ -135,24 +103,10 @@ def choice(mixers: Sequence[Mixer],
       raise ValueError(
           f"choice: all mixers must share {field}; got {values}. Build them "
           f"with the same {field}.")
-  samplers = [m.sampler or _ones for m in mixers]
-  weights = jnp.asarray(probs, jnp.float32)
-
-  def sample(key: jax.Array, shape: tuple[int, int]):
-    pick_key, mask_key = jax.random.split(key)
-    pick = jax.random.choice(pick_key, len(samplers), p=weights)
-    # Every method's mask is built from mask_key and the picked one selected.
-    # Under vmap ('elem' and 'pair' modes) lax.switch lowers to this same
-    # select anyway, and a vmapped lax.switch inside shard_map fails in JAX
-    # 0.10 ("pvary is a invariant->variant collective"). In 'batch' mode it
-    # builds a few (H, W) masks instead of one: negligible next to the blend.
-    outs = [s(mask_key, shape) for s in samplers]
-    mask = jax.lax.select_n(pick, *[m for m, _ in outs])
-    mean = jax.lax.select_n(pick, *[v for _, v in outs])
-    return mask, mean
-
+  sampler = ChoiceSampler(tuple(m.sampler or _Unmixed() for m in mixers),
+                          tuple(probs))
   first = mixers[0]
   names = ", ".join(f"{m.name}: {p:g}" for m, p in zip(mixers, probs))
-  return Mixer(sample, mode=first.mode, partner=first.partner,
+  return Mixer(sampler, mode=first.mode, partner=first.partner,
                label_smoothing=first.label_smoothing,
                num_classes=first.num_classes, name=f"choice({names})")

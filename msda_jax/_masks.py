@@ -4,8 +4,11 @@ Each method is a *rule* ``(u, shape, lam) -> (mask, mean)`` that builds one
 sample's mask from a few uniforms ``u`` in [0, 1) (its random centre or box)
 and returns the mask's mean from the geometry (box area, separable sums):
 under ``jax.jit`` the mask then never has to be materialised to be averaged,
-and a sampler draws all of a sample's randomness in one threefry call. The
-public generators ``(key, shape, lam) -> mask`` draw ``u`` from the key.
+and a sampler draws all of a sample's randomness in one threefry call. A
+rule is lifted into a :class:`~msda_jax._engine.UniformMask`; the public
+generators ``(key, shape, lam) -> mask`` draw ``u`` from the key exactly as
+the mixers do (``_engine``'s key contract), so they reproduce a mixer's
+mask from the sample's key and λ.
 
 The mask is float32 in ``[0, 1]``: the weight of the original image per pixel.
 
@@ -13,30 +16,20 @@ Reference: Park, Yun & Chun, "A Unified Analysis of Mixed Sample Data
 Augmentation: A Loss Function Perspective", NeurIPS 2022 (arXiv 2208.09913).
 """
 
-import functools
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
 from msda_jax import _geometry
+from msda_jax._engine import UniformMask
 
 __all__ = [
-    "MaskRule", "mixup_rule", "cutmix_rule", "hmix_rule", "gmix_rule",
+    "mixup_rule", "cutmix_rule", "hmix_rule", "gmix_rule",
     "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask",
     "check_minmax", "check_r",
 ]
-
-
-class MaskRule(NamedTuple):
-  """A method's mask as a function of ``num_uniforms`` uniforms in [0, 1).
-
-  ``fn(u, shape, lam) -> (mask, mean)``, ``u`` of shape ``(num_uniforms,)``.
-  """
-
-  num_uniforms: int
-  fn: Callable
 
 
 def _check_shape(shape) -> tuple[int, int]:
@@ -151,35 +144,41 @@ def _gmix(u, shape, lam):
           jnp.where(low, blob_mean, 1.0 - blob_mean))
 
 
-def _checked(rule_fn):
-  @functools.wraps(rule_fn)
-  def fn(u, shape, lam, **options):
-    return rule_fn(u, _check_shape(shape), _as_lam(lam), **options)
-  return fn
+def _checked(u, shape, lam, *, rule, **options):
+  """Validates ``shape`` and ``lam``, then applies the named rule."""
+  return _RULES[rule](u, _check_shape(shape), _as_lam(lam), **options)
 
 
-def mixup_rule() -> MaskRule:
-  return MaskRule(0, _checked(_mixup))
+_RULES = {"mixup": _mixup, "cutmix": _cutmix, "cutmix_minmax": _cutmix_minmax,
+          "hmix": _hmix, "gmix": _gmix}
 
 
-def cutmix_rule(*, minmax: Optional[tuple[float, float]] = None) -> MaskRule:
+def _rule(name: str, num_uniforms: int, **options) -> UniformMask:
+  return UniformMask(_checked, num_uniforms,
+                     tuple(sorted({"rule": name, **options}.items())))
+
+
+def mixup_rule() -> UniformMask:
+  return _rule("mixup", 0)
+
+
+def cutmix_rule(*, minmax: Optional[tuple[float, float]] = None) -> UniformMask:
   minmax = check_minmax(minmax)
   if minmax is None:
-    return MaskRule(2, _checked(_cutmix))
-  return MaskRule(4, functools.partial(_checked(_cutmix_minmax), minmax=minmax))
+    return _rule("cutmix", 2)
+  return _rule("cutmix_minmax", 4, minmax=minmax)
 
 
-def hmix_rule(*, r: float = 0.5) -> MaskRule:
-  return MaskRule(2, functools.partial(_checked(_hmix), r=check_r(r)))
+def hmix_rule(*, r: float = 0.5) -> UniformMask:
+  return _rule("hmix", 2, r=check_r(r))
 
 
-def gmix_rule() -> MaskRule:
-  return MaskRule(2, _checked(_gmix))
+def gmix_rule() -> UniformMask:
+  return _rule("gmix", 2)
 
 
-def _draw(rule: MaskRule, key: jax.Array, shape, lam) -> jax.Array:
-  u = jax.random.uniform(key, (rule.num_uniforms,), jnp.float32)
-  return rule.fn(u, shape, lam)[0]
+def _draw(rule: UniformMask, key: jax.Array, shape, lam) -> jax.Array:
+  return rule(key, shape, lam)[0]
 
 
 def mixup_mask(key: jax.Array, shape: tuple[int, int], lam) -> jax.Array:

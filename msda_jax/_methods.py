@@ -6,64 +6,158 @@ Augmentation: A Loss Function Perspective", NeurIPS 2022.
 
 from typing import Optional
 
-from msda_jax import _compose
 from msda_jax import _masks
+from msda_jax._engine import Alpha, mask_mixer
 from msda_jax._mixer import Mixer
 
 __all__ = ["mixup", "cutmix", "hmix", "gmix", "none"]
 
-_COMMON_ARGS = """
+
+def _name(method: str, alpha, prob, **options) -> str:
+  alpha = (f"({alpha[0]:g}, {alpha[1]:g})" if isinstance(alpha, (tuple, list))
+           else f"{float(alpha):g}")
+  extra = "".join(f", {k}={v}" for k, v in options.items() if v is not None)
+  return f"{method}(alpha={alpha}, prob={float(prob):g}{extra})"
+
+
+def mixup(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
+          partner: str = "flip", label_smoothing: float = 0.0,
+          num_classes=None) -> Mixer:
+  """Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018).
+
+  Every pixel gets weight λ. Returns a :class:`Mixer`.
+
   Args:
-    alpha: Beta(α, α) concentration for λ, > 0.
+    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
     mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
       or 'batch' (one for the batch).
     prob: probability that a sample (the batch, in 'batch' mode; a pair, in
       'pair' mode) is mixed at all; otherwise it is left exactly as it was.
-    partner: 'flip' (i with B-1-i), 'roll' (i with i-1) or 'permute' (keyed
-      random pairing).
+    partner: the pairing, 'flip' (i with B-1-i), 'roll' (i with i-1) or
+      'permute' (keyed random pairing).
     label_smoothing: ε, applied to the targets before mixing.
-    num_classes: K, needed for integer labels."""
+    num_classes: K, needed for integer labels (one per head for pytree
+      labels).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.mixup(alpha=0.2, num_classes=10))
+    >>> out = mix(jax.random.key(0), jnp.zeros((8, 32, 32, 3)), jnp.arange(8))
+    >>> out.images.shape, out.labels.shape
+    ((8, 32, 32, 3), (8, 10))
+  """
+  return mask_mixer(_masks.mixup_rule(), alpha=alpha, mode=mode, prob=prob,
+                    partner=partner, label_smoothing=label_smoothing,
+                    num_classes=num_classes, name=_name("mixup", alpha, prob))
 
 
-def _build(rule, name, *, alpha, mode, prob, partner, label_smoothing,
-           num_classes, extra="") -> Mixer:
-  sampler = _compose.method_sampler(rule, alpha=alpha, prob=prob)
-  return Mixer(sampler, mode=mode, partner=partner,
-               label_smoothing=label_smoothing, num_classes=num_classes,
-               name=f"{name}(alpha={float(alpha):g}, prob={float(prob):g}{extra})")
-
-
-def mixup(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
-          partner: str = "flip", label_smoothing: float = 0.0,
-          num_classes: Optional[int] = None) -> Mixer:
-  return _build(_masks.mixup_rule(), "mixup", **locals())
-
-
-def cutmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+def cutmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
            partner: str = "flip", label_smoothing: float = 0.0,
-           num_classes: Optional[int] = None,
-           minmax: Optional[tuple[float, float]] = None) -> Mixer:
+           num_classes=None, minmax: Optional[tuple[float, float]] = None
+           ) -> Mixer:
+  """CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong
+  Classifiers with Localizable Features", ICCV 2019).
+
+  A box of area ``(1 - λ) H W`` (clipped at the border) is pasted from the
+  partner; the label weight is the realised mask mean (timm's
+  ``correct_lam``). Returns a :class:`Mixer`.
+
+  Args:
+    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
+    mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
+      or 'batch' (one for the batch).
+    prob: probability that a sample (the batch, in 'batch' mode; a pair, in
+      'pair' mode) is mixed at all; otherwise it is left exactly as it was.
+    partner: the pairing, 'flip' (i with B-1-i), 'roll' (i with i-1) or
+      'permute' (keyed random pairing).
+    label_smoothing: ε, applied to the targets before mixing.
+    num_classes: K, needed for integer labels (one per head for pytree
+      labels).
+    minmax: optional ``(a, b)``: box sides uniform in ``[aH, bH)`` and
+      ``[aW, bW)``, box fully inside, λ ignored for the geometry (timm).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.cutmix(num_classes=10, partner='permute'))
+    >>> out = mix(jax.random.key(0), jnp.zeros((7, 32, 32, 3), jnp.uint8),
+    ...           jnp.arange(7))
+    >>> out.images.dtype, out.lam.shape
+    (dtype('uint8'), (7,))
+  """
   minmax = _masks.check_minmax(minmax)
-  return _build(_masks.cutmix_rule(minmax=minmax), "cutmix", alpha=alpha,
-                mode=mode, prob=prob, partner=partner,
-                label_smoothing=label_smoothing,
-                num_classes=num_classes,
-                extra="" if minmax is None else f", minmax={minmax}")
+  return mask_mixer(_masks.cutmix_rule(minmax=minmax), alpha=alpha, mode=mode,
+                    prob=prob, partner=partner,
+                    label_smoothing=label_smoothing, num_classes=num_classes,
+                    name=_name("cutmix", alpha, prob, minmax=minmax))
 
 
-def hmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+def hmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
          partner: str = "flip", label_smoothing: float = 0.0,
-         num_classes: Optional[int] = None, r: float = 0.5) -> Mixer:
+         num_classes=None, r: float = 0.5) -> Mixer:
+  """HMix (Park, Yun & Chun, NeurIPS 2022): a CutMix box inside a Mixup blend.
+
+  The box has area ``r (1 - λ) H W``; outside it the images blend with ratio
+  ``μ = λ / λ_box``, so the label weight is exactly λ. Returns a
+  :class:`Mixer`.
+
+  Args:
+    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
+    mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
+      or 'batch' (one for the batch).
+    prob: probability that a sample (the batch, in 'batch' mode; a pair, in
+      'pair' mode) is mixed at all; otherwise it is left exactly as it was.
+    partner: the pairing, 'flip' (i with B-1-i), 'roll' (i with i-1) or
+      'permute' (keyed random pairing).
+    label_smoothing: ε, applied to the targets before mixing.
+    num_classes: K, needed for integer labels (one per head for pytree
+      labels).
+    r: share of ``1 - λ`` given to the box, in [0, 1] (0 is Mixup).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.hmix(r=0.5, num_classes=10))
+    >>> out = mix(jax.random.key(0), jnp.zeros((8, 24, 40, 1)), jnp.arange(8))
+    >>> out.mask.shape
+    (8, 24, 40)
+  """
   r = _masks.check_r(r)
-  return _build(_masks.hmix_rule(r=r), "hmix", alpha=alpha, mode=mode,
-                prob=prob, partner=partner, label_smoothing=label_smoothing,
-                num_classes=num_classes, extra=f", r={r:g}")
+  return mask_mixer(_masks.hmix_rule(r=r), alpha=alpha, mode=mode, prob=prob,
+                    partner=partner, label_smoothing=label_smoothing,
+                    num_classes=num_classes,
+                    name=_name("hmix", alpha, prob, r=f"{r:g}"))
 
 
-def gmix(*, alpha: float = 1.0, mode: str = "elem", prob: float = 1.0,
+def gmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
          partner: str = "flip", label_smoothing: float = 0.0,
-         num_classes: Optional[int] = None) -> Mixer:
-  return _build(_masks.gmix_rule(), "gmix", **locals())
+         num_classes=None) -> Mixer:
+  """GMix (Park, Yun & Chun, NeurIPS 2022): a Gaussian blob from the partner.
+
+  The image with the smaller share takes a soft Gaussian blob of area
+  ``min(λ, 1 - λ) H W`` at a random pixel; the label weight is the realised
+  mask mean. Non-square images work. Returns a :class:`Mixer`.
+
+  Args:
+    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
+    mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
+      or 'batch' (one for the batch).
+    prob: probability that a sample (the batch, in 'batch' mode; a pair, in
+      'pair' mode) is mixed at all; otherwise it is left exactly as it was.
+    partner: the pairing, 'flip' (i with B-1-i), 'roll' (i with i-1) or
+      'permute' (keyed random pairing).
+    label_smoothing: ε, applied to the targets before mixing.
+    num_classes: K, needed for integer labels (one per head for pytree
+      labels).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> mix = jax.jit(msda_jax.gmix(num_classes=10, mode='pair'))
+    >>> out = mix(jax.random.key(0), jnp.zeros((8, 32, 32, 3)), jnp.arange(8))
+    >>> bool((out.lam >= 0).all() & (out.lam <= 1).all())
+    True
+  """
+  return mask_mixer(_masks.gmix_rule(), alpha=alpha, mode=mode, prob=prob,
+                    partner=partner, label_smoothing=label_smoothing,
+                    num_classes=num_classes, name=_name("gmix", alpha, prob))
 
 
 def none(*, mode: str = "elem", partner: str = "flip",
@@ -92,65 +186,3 @@ def none(*, mode: str = "elem", partner: str = "flip",
                name="none")
 
 
-mixup.__doc__ = f"""Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018).
-
-  Every pixel gets weight λ. Returns a :class:`Mixer`.
-{_COMMON_ARGS}
-
-  Example:
-    >>> import jax, jax.numpy as jnp, msda_jax
-    >>> mix = jax.jit(msda_jax.mixup(alpha=0.2, num_classes=10))
-    >>> out = mix(jax.random.key(0), jnp.zeros((8, 32, 32, 3)), jnp.arange(8))
-    >>> out.images.shape, out.labels.shape
-    ((8, 32, 32, 3), (8, 10))
-  """
-
-cutmix.__doc__ = f"""CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong
-  Classifiers with Localizable Features", ICCV 2019).
-
-  A box of area ``(1 - λ) H W`` (clipped at the border) is pasted from the
-  partner; the label weight is the realised mask mean (timm's
-  ``correct_lam``). Returns a :class:`Mixer`.
-{_COMMON_ARGS}
-    minmax: optional ``(a, b)``: box sides uniform in ``[aH, bH)`` and
-      ``[aW, bW)``, box fully inside, λ ignored for the geometry (timm).
-
-  Example:
-    >>> import jax, jax.numpy as jnp, msda_jax
-    >>> mix = jax.jit(msda_jax.cutmix(num_classes=10, partner='permute'))
-    >>> out = mix(jax.random.key(0), jnp.zeros((7, 32, 32, 3), jnp.uint8),
-    ...           jnp.arange(7))
-    >>> out.images.dtype, out.lam.shape
-    (dtype('uint8'), (7,))
-  """
-
-hmix.__doc__ = f"""HMix (Park, Yun & Chun, NeurIPS 2022): a CutMix box inside a Mixup blend.
-
-  The box has area ``r (1 - λ) H W``; outside it the images blend with ratio
-  ``μ = λ / λ_box``, so the label weight is exactly λ. Returns a
-  :class:`Mixer`.
-{_COMMON_ARGS}
-    r: share of ``1 - λ`` given to the box, in [0, 1] (0 is Mixup).
-
-  Example:
-    >>> import jax, jax.numpy as jnp, msda_jax
-    >>> mix = jax.jit(msda_jax.hmix(r=0.5, num_classes=10))
-    >>> out = mix(jax.random.key(0), jnp.zeros((8, 24, 40, 1)), jnp.arange(8))
-    >>> out.mask.shape
-    (8, 24, 40)
-  """
-
-gmix.__doc__ = f"""GMix (Park, Yun & Chun, NeurIPS 2022): a Gaussian blob from the partner.
-
-  The image with the smaller share takes a soft Gaussian blob of area
-  ``min(λ, 1 - λ) H W`` at a random pixel; the label weight is the realised
-  mask mean. Non-square images work. Returns a :class:`Mixer`.
-{_COMMON_ARGS}
-
-  Example:
-    >>> import jax, jax.numpy as jnp, msda_jax
-    >>> mix = jax.jit(msda_jax.gmix(num_classes=10, mode='pair'))
-    >>> out = mix(jax.random.key(0), jnp.zeros((8, 32, 32, 3)), jnp.arange(8))
-    >>> bool((out.lam >= 0).all() & (out.lam <= 1).all())
-    True
-  """

@@ -1,7 +1,8 @@
 """The mixer: a pure function ``(key, images, labels) -> MixResult``."""
 
 import dataclasses
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -9,45 +10,117 @@ import jax.numpy as jnp
 from msda_jax import _mixing
 from msda_jax import _modes
 from msda_jax import _pairing
-from msda_jax._types import MaskSampler, MixResult
+from msda_jax import _paste
+from msda_jax._types import MaskSampler, MixResult, PasteBox
 
 __all__ = ["Mixer"]
 
+SPATIAL_RANKS = (1, 2, 3)
+
 
 def _check_label_smoothing(value) -> float:
-  value = float(value)
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"label_smoothing must be a float in [0, 1); got {value!r}") from None
   if not 0.0 <= value < 1.0:
     raise ValueError(f"label_smoothing must be in [0, 1); got {value!r}")
   return value
 
 
-def _check_num_classes(value) -> Optional[int]:
+def _check_one_num_classes(value) -> Optional[int]:
   if value is None:
     return None
-  if isinstance(value, bool) or int(value) != value or int(value) < 1:
-    raise ValueError(f"num_classes must be None or a positive int; got {value!r}")
+  if (isinstance(value, bool) or not isinstance(value, (int, float))
+      or int(value) != value or int(value) < 1):
+    raise ValueError(
+        f"num_classes must be None, a positive int, or one per integer label "
+        f"head (a dict or sequence of them); got {value!r}")
   return int(value)
+
+
+def _check_num_classes(value):
+  """None, an int, or a frozen per-head structure (hashable)."""
+  if isinstance(value, Mapping):
+    return tuple(sorted((k, _check_one_num_classes(v)) for k, v in value.items()))
+  if isinstance(value, Sequence) and not isinstance(value, str):
+    return tuple(_check_one_num_classes(v) for v in value)
+  return _check_one_num_classes(value)
+
+
+def _per_head(num_classes, labels) -> list:
+  """``num_classes`` for each leaf of ``labels``, in ``jax.tree.leaves`` order."""
+  heads = len(jax.tree.leaves(labels))
+  if not isinstance(num_classes, tuple):
+    return [num_classes] * heads
+  named = bool(num_classes) and isinstance(num_classes[0], tuple)
+  if named and isinstance(labels, Mapping):
+    given = dict(num_classes)
+    if set(given) != set(labels):
+      raise ValueError(
+          f"num_classes names heads {sorted(given)} but labels have heads "
+          f"{sorted(labels)}")
+    return [given[k] for k in sorted(labels)]
+  if (not named and isinstance(labels, (tuple, list))
+      and len(num_classes) == len(labels) == heads):
+    return list(num_classes)
+  raise ValueError(
+      f"num_classes {num_classes!r} must give one entry per label head, as a "
+      f"dict for dict labels or a sequence for tuple/list labels; labels are "
+      f"{jax.tree.map(jnp.shape, labels)}")
+
+
+def _check_head(head, num_classes, batch_size, where):
+  if jnp.issubdtype(head.dtype, jnp.integer):
+    if head.ndim != 1:
+      raise ValueError(
+          f"integer labels{where} must have shape (B,); got {head.shape}")
+    if num_classes is None:
+      raise ValueError(
+          f"integer labels{where} need num_classes (e.g. "
+          f"mixup(num_classes=10)); or pass (B, K) float labels")
+  elif jnp.issubdtype(head.dtype, jnp.floating):
+    if head.ndim != 2:
+      raise ValueError(
+          f"float labels{where} must have shape (B, K); got {head.shape}")
+    if num_classes is not None and head.shape[1] != num_classes:
+      raise ValueError(
+          f"labels{where} have {head.shape[1]} classes but num_classes="
+          f"{num_classes}")
+  else:
+    raise ValueError(
+        f"labels{where} must be int (B,) or float (B, K); got dtype "
+        f"{head.dtype}")
+  if head.shape[0] != batch_size:
+    raise ValueError(
+        f"labels{where} and images must have the same batch size; got labels "
+        f"{head.shape} and images of batch size {batch_size}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Mixer:
   """Mixes a batch: ``mixer(key, images, labels) -> MixResult``.
 
-  Build one with :func:`mixup`, :func:`cutmix`, :func:`hmix`, :func:`gmix`,
-  :func:`none`, :func:`choice` or :func:`from_config` rather than directly.
-  A mixer is immutable and hashable; calling it is pure and jit-able.
+  Made by :func:`mask_mixer` (every built-in factory, :func:`mixup`,
+  :func:`cutmix`, ..., goes through it), :func:`none`, :func:`choice` or
+  :func:`from_config`. A mixer is immutable, compares equal and hashes by
+  value (``hmix() == hmix()``, so a jit with the mixer as a static argument
+  compiles once); calling it is pure and jit-able.
 
   Keys: ``partner_key, mask_key = jax.random.split(key)``; ``partner_key``
-  draws the 'permute' pairing, ``mask_key`` the masks (see ``_modes``).
+  draws the 'permute' pairing, ``mask_key`` the masks (see ``_modes``, and
+  ``_engine`` for one sample).
 
   Attributes:
     sampler: draws one sample's mask and its mean,
-      ``sampler(key, (H, W)) -> (mask, mean)``; None for the pass-through
-      mixer.
+      ``sampler(key, shape) -> (mask, mean)`` (or ``(mask, mean, PasteBox)``);
+      None for the pass-through mixer.
     mode: 'batch', 'pair' or 'elem'.
-    partner: 'flip', 'roll' or 'permute'.
+    partner: the pairing strategy, 'flip', 'roll' or 'permute'.
     label_smoothing: ε applied to the targets before mixing.
-    num_classes: K for integer labels; None if labels come as ``(B, K)``.
+    num_classes: K for integer labels (an int for every integer head, or
+      one per head); None if labels come as ``(B, K)``.
     name: a readable description.
   """
 
@@ -55,7 +128,7 @@ class Mixer:
   mode: str = "elem"
   partner: str = "flip"
   label_smoothing: float = 0.0
-  num_classes: Optional[int] = None
+  num_classes: Any = None
   name: str = "mixer"
 
   def __post_init__(self):
@@ -67,74 +140,76 @@ class Mixer:
                        _check_num_classes(self.num_classes))
 
   def _check_inputs(self, images, labels):
-    if images.ndim != 4:
+    if images.ndim - 2 not in SPATIAL_RANKS:
       raise ValueError(
-          f"images must be rank 4 (B, H, W, C); got shape {images.shape}")
+          f"images must be (B, T, C), (B, H, W, C) or (B, D, H, W, C) (rank "
+          f"3 to 5: batch, spatial axes, channels); got shape {images.shape}")
     if not (jnp.issubdtype(images.dtype, jnp.floating)
             or jnp.issubdtype(images.dtype, jnp.integer)):
       raise ValueError(
           f"images must have a float or integer dtype; got {images.dtype}")
-    if labels.ndim == 0 or labels.shape[0] != images.shape[0]:
-      raise ValueError(
-          f"labels and images must have the same batch size; got labels "
-          f"{labels.shape} and images {images.shape}")
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-      if labels.ndim != 1:
+    heads = jax.tree_util.tree_flatten_with_path(labels)[0]
+    if not heads:
+      raise ValueError(f"labels must be an array or a pytree of arrays; got {labels!r}")
+    num_classes = _per_head(self.num_classes, labels)
+    for (path, head), k in zip(heads, num_classes):
+      where = f" {jax.tree_util.keystr(path)}" if path else ""
+      if head.ndim == 0:
         raise ValueError(
-            f"integer labels must have shape (B,); got {labels.shape}")
-      if self.num_classes is None:
-        raise ValueError(
-            "integer labels need num_classes (e.g. mixup(num_classes=10)); "
-            "or pass (B, K) float labels")
-    elif jnp.issubdtype(labels.dtype, jnp.floating):
-      if labels.ndim != 2:
-        raise ValueError(
-            f"float labels must have shape (B, K); got {labels.shape}")
-      if self.num_classes is not None and labels.shape[1] != self.num_classes:
-        raise ValueError(
-            f"labels have {labels.shape[1]} classes but num_classes="
-            f"{self.num_classes}")
-    else:
-      raise ValueError(
-          f"labels must be int (B,) or float (B, K); got dtype {labels.dtype}")
+            f"labels{where} and images must have the same batch size; got "
+            f"a scalar label and images {images.shape}")
+      _check_head(head, k, images.shape[0], where)
+    return num_classes
 
-  def __call__(self, key: jax.Array, images: jax.Array,
-               labels: jax.Array) -> MixResult:
+  def __call__(self, key: jax.Array, images: jax.Array, labels) -> MixResult:
     """Mixes ``images`` and ``labels``.
 
     Args:
       key: a PRNG key.
-      images: ``(B, H, W, C)``, float or integer (uint8) dtype.
-      labels: int ``(B,)`` (needs ``num_classes``) or float ``(B, K)``.
+      images: ``(B, *spatial, C)`` with 1 to 3 spatial axes (``(B, T, C)``,
+        ``(B, H, W, C)``, ``(B, D, H, W, C)``), float or integer dtype.
+      labels: int ``(B,)`` (needs ``num_classes``) or float ``(B, K)``, or a
+        pytree of such heads, each mixed with the same λ.
 
     Returns:
       A :class:`MixResult`.
     """
-    images, labels = jnp.asarray(images), jnp.asarray(labels)
-    self._check_inputs(images, labels)
-    batch_size, height, width, _ = images.shape
-    targets = _mixing.soft_labels(labels, self.num_classes,
-                                  self.label_smoothing)
+    images = jnp.asarray(images)
+    labels = jax.tree.map(jnp.asarray, labels)
+    num_classes = self._check_inputs(images, labels)
+    batch_size, spatial = images.shape[0], images.shape[1:-1]
+    leaves, treedef = jax.tree.flatten(labels)
+    targets = jax.tree.unflatten(treedef, [
+        _mixing.soft_labels(y, k, self.label_smoothing)
+        for y, k in zip(leaves, num_classes)])
     index = jnp.arange(batch_size, dtype=jnp.int32)
     if self.sampler is None:
       return MixResult(images, targets, jnp.ones(batch_size, jnp.float32),
-                       index, jnp.ones((batch_size, height, width), jnp.float32))
+                       index, jnp.ones((batch_size, *spatial), jnp.float32))
     partner_key, mask_key = jax.random.split(key)
     partner = _pairing.partner_index(partner_key, batch_size, self.partner,
                                      involution=self.mode == "pair")
     # The means come from the mask geometry, not a reduction over the masks,
     # so under jit the masks stay fused into the blend.
-    masks, lam = _modes.draw_masks(self.sampler, mask_key, (height, width),
-                                   self.mode, partner)
+    draw = _modes.draw_masks(self.sampler, mask_key, spatial, self.mode,
+                             partner)
+    masks, lam = draw[:2]
     # Mixing with yourself is no mixing: keep such samples exact.
     alone = partner == index
-    masks = jnp.where(alone[:, None, None], 1.0, masks)
+    masks = jnp.where(alone.reshape(-1, *[1] * len(spatial)), 1.0, masks)
     lam = jnp.where(alone, 1.0, lam)
     take = lambda x: _pairing.take_partner(x, self.partner, partner)
+    partner_images = take(images)
+    paste = None
+    if len(draw) == 3:
+      paste = PasteBox(*draw[2])
+      partner_images = jax.vmap(_paste.paste_resized)(partner_images, paste)
     return MixResult(
-        images=_mixing.blend(images, take(images), masks),
-        labels=_mixing.mix_labels(targets, take(targets), lam),
+        images=_mixing.blend(images, partner_images, masks),
+        labels=jax.tree.map(lambda t: _mixing.mix_labels(t, take(t), lam),
+                            targets),
         lam=lam,
-        partner=partner,
+        partner_index=partner,
         mask=masks,
+        paste=paste,
     )

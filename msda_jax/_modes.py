@@ -26,14 +26,15 @@ def check_mode(mode: str) -> str:
   return mode
 
 
-def draw_masks(sampler: MaskSampler, key: jax.Array, shape: tuple[int, int],
-               mode: str, partner: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Masks ``(B, H, W)`` and their means ``(B,)`` for the pairing ``partner``."""
+def draw_masks(sampler: MaskSampler, key: jax.Array, shape: tuple[int, ...],
+               mode: str, partner: jax.Array) -> tuple:
+  """Masks ``(B, *shape)``, their means ``(B,)`` (and a batched ``PasteBox``
+  when the sampler pastes) for the pairing ``partner``."""
   batch_size = partner.shape[0]
   if mode == "batch":
-    mask, mean = sampler(key, shape)
-    return (jnp.broadcast_to(mask, (batch_size, *shape)),
-            jnp.broadcast_to(mean, (batch_size,)))
+    draw = sampler(key, shape)
+    return jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (batch_size, *jnp.shape(x))), draw)
   keys = jax.random.split(key, batch_size)
   if mode == "pair":
     keys = keys[jnp.minimum(jnp.arange(batch_size), partner)]

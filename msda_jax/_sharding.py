@@ -39,7 +39,7 @@ def per_device(mixer: Mixer, axis_name="data") -> MixFn:
 
   The returned function mixes the local shard with
   ``mixer(jax.random.fold_in(key, axis_index), images, labels)`` and reports
-  ``partner`` as a global batch index (``local + axis_index * local_batch``).
+  ``partner_index`` as a global batch index (``local + axis_index * local_batch``).
   ``key`` must be the same on every device.
 
   Args:
@@ -66,7 +66,8 @@ def per_device(mixer: Mixer, axis_name="data") -> MixFn:
                 labels: jax.Array) -> MixResult:
     index = jax.lax.axis_index(axis_name)
     out = mixer(jax.random.fold_in(key, index), images, labels)
-    return out._replace(partner=out.partner + index * images.shape[0])
+    return out._replace(
+        partner_index=out.partner_index + index * images.shape[0])
 
   return mix_local
 

@@ -34,7 +34,7 @@ from scipy import stats
 import msda_jax
 from msda_jax import _lam
 from msda_jax import _masks
-from msda_jax._compose import method_sampler
+from msda_jax._engine import MethodSampler
 
 ALPHAS = (0.1, 0.2, 0.5, 0.8, 2.0, 5.0)
 N = 1 << 17
@@ -170,12 +170,12 @@ def test_sampler_key_contract_for_alpha_not_one():
   # the coin u[1] < prob and the rule's uniforms u[2:2 + n] stay in place.
   rule = _masks.cutmix_rule()
   n = rule.num_uniforms
-  sampler = method_sampler(rule, alpha=0.8, prob=0.5)
+  sampler = MethodSampler(rule, alpha=0.8, prob=0.5)
 
   def by_hand(key):
     u = jax.random.uniform(key, (3 + n,))
     lam = _lam.beta_from_uniforms(u[0], u[-1], 0.8)
-    mask, mean = rule.fn(u[2:2 + n], (8, 8), lam)
+    mask, mean = rule.from_uniforms(u[2:2 + n], (8, 8), lam)
     return jnp.where(u[1] < 0.5, mask, 1.0), jnp.where(u[1] < 0.5, mean, 1.0)
 
   keys = jax.random.split(jax.random.key(0), 16)

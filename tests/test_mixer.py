@@ -36,7 +36,7 @@ def test_images_labels_and_lam_follow_the_mask(method, mode):
   images, labels = _batch()
   out = jax.jit(mixer)(jax.random.key(1), images, labels)
   mask = np.asarray(out.mask, np.float64)
-  partner = np.asarray(out.partner)
+  partner = np.asarray(out.partner_index)
   x = np.asarray(images, np.float64)
   expected = mask[..., None] * x + (1 - mask[..., None]) * x[partner]
   np.testing.assert_allclose(out.images, expected, atol=1e-6)
@@ -110,7 +110,7 @@ def test_batch_mode_one_mask_pair_mode_one_per_pair():
   for partner in ("flip", "permute"):
     out = jax.jit(msda_jax.gmix(num_classes=K, mode="pair", partner=partner))(
         jax.random.key(0), images, labels)
-    p = np.asarray(out.partner)
+    p = np.asarray(out.partner_index)
     np.testing.assert_array_equal(p[p], np.arange(8))  # symmetric pairing
     np.testing.assert_array_equal(out.mask, out.mask[p])  # shared mask
     # Both members swap content: pixel-wise weights of a pair sum to 1.
@@ -133,7 +133,7 @@ def test_odd_and_tiny_batches(partner, batch_size):
   out = jax.jit(msda_jax.hmix(num_classes=K, partner=partner))(
       jax.random.key(0), images, labels)
   assert out.images.shape == images.shape
-  p = np.asarray(out.partner)
+  p = np.asarray(out.partner_index)
   assert sorted(p.tolist()) == list(range(batch_size))
   self_paired = p == np.arange(batch_size)
   # A sample paired with itself is returned exactly as it was.
@@ -149,10 +149,10 @@ def test_partner_patterns():
   images, labels = _batch(b=5)
   run = lambda partner, seed: jax.jit(msda_jax.mixup(num_classes=K, partner=partner))(
       jax.random.key(seed), images, labels)
-  np.testing.assert_array_equal(run("flip", 0).partner, [4, 3, 2, 1, 0])
-  np.testing.assert_array_equal(run("roll", 0).partner, [4, 0, 1, 2, 3])
+  np.testing.assert_array_equal(run("flip", 0).partner_index, [4, 3, 2, 1, 0])
+  np.testing.assert_array_equal(run("roll", 0).partner_index, [4, 0, 1, 2, 3])
   a, b = run("permute", 0), run("permute", 9)
-  assert not np.array_equal(a.partner, b.partner)
+  assert not np.array_equal(a.partner_index, b.partner_index)
 
 
 def test_no_retrace_on_new_data():
@@ -244,7 +244,7 @@ def test_choice_elem_mode_each_sample_draws_its_method():
   masks = np.asarray(out.mask).reshape(400, -1)
   binary = np.all((masks == 0) | (masks == 1), axis=1)
   constant = np.all(masks == masks[:, :1], axis=1)
-  self_paired = np.asarray(out.partner) == np.arange(400)
+  self_paired = np.asarray(out.partner_index) == np.arange(400)
   # Every sample is either a CutMix box or a Mixup constant...
   assert np.all(binary | constant)
   # ...and about 30% are CutMix (a box that is not the whole image).
@@ -298,8 +298,10 @@ def test_bad_options_are_clear_errors(kwargs, match):
 def test_bad_inputs_are_clear_errors():
   mixer = msda_jax.cutmix(num_classes=K)
   images, labels = _batch()
-  with pytest.raises(ValueError, match="rank 4"):
-    mixer(jax.random.key(0), images[0], labels)
+  with pytest.raises(ValueError, match="rank 3 to 5"):
+    mixer(jax.random.key(0), images[..., 0, 0], labels)
+  with pytest.raises(ValueError, match="rank 3 to 5"):
+    mixer(jax.random.key(0), images[:, None, None], labels)
   with pytest.raises(ValueError, match="same batch size"):
     mixer(jax.random.key(0), images, labels[:3])
   with pytest.raises(ValueError, match="num_classes"):

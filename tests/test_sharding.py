@@ -43,10 +43,10 @@ def test_sharded_equals_per_shard_single_device(mesh, partner):
     ref = single(jax.random.fold_in(key, d), images[rows], labels[rows])
     np.testing.assert_allclose(out.images[rows], ref.images, atol=1e-6)
     np.testing.assert_allclose(out.labels[rows], ref.labels, atol=1e-6)
-    np.testing.assert_array_equal(out.partner[rows], ref.partner + d * LOCAL)
+    np.testing.assert_array_equal(out.partner_index[rows], ref.partner_index + d * LOCAL)
     lams.append(np.asarray(ref.lam))
   # Partners stay on their device...
-  np.testing.assert_array_equal(np.asarray(out.partner) // LOCAL,
+  np.testing.assert_array_equal(np.asarray(out.partner_index) // LOCAL,
                                 np.arange(DEVICES * LOCAL) // LOCAL)
   # ...and devices draw different λ.
   assert len({lam.tobytes() for lam in lams}) == DEVICES
@@ -85,7 +85,7 @@ def test_pmap_compatibility_path(mesh):
     rows = slice(d * LOCAL, (d + 1) * LOCAL)
     ref = single(jax.random.fold_in(key, d), images[rows], labels[rows])
     np.testing.assert_allclose(out.images[d], ref.images, atol=1e-6)
-    np.testing.assert_array_equal(out.partner[d], ref.partner + d * LOCAL)
+    np.testing.assert_array_equal(out.partner_index[d], ref.partner_index + d * LOCAL)
 
 
 def test_bad_axis_name_is_a_clear_error(mesh):

@@ -1,0 +1,346 @@
+"""The extension point: any one-sample mask generator becomes a mixer.
+
+``mask_mixer(mask_fn, ...)`` is how every built-in method is made, and how a
+user's method becomes one: it wraps ``mask_fn`` in a :class:`MethodSampler`
+(λ distribution, mixing probability) and that in a :class:`~msda_jax.Mixer`
+(modes, pairing, labels). ``uniform_mask`` lifts a mask written on a few
+uniforms into a generator that the sampler can feed from the same threefry
+call that draws λ (the fast path of the built-in methods).
+
+Keys, for one sample key ``k`` (see :mod:`msda_jax._modes` for how a batch
+key becomes sample keys): ``u = jax.random.uniform(k, (2 + n + e,))`` where
+``n`` is the mask's ``num_uniforms`` (0 for a plain ``mask_fn``) and
+``e = 0`` for λ ~ U(0, 1) = Beta(1, 1), else 1. λ comes from ``u[0]``
+(and ``u[-1]``), the mix/no-mix coin is ``u[1] < prob``, and the mask is
+
+- ``mask_fn(jax.random.fold_in(k, 1), shape, λ)`` for a plain ``mask_fn``;
+- built from ``u[2:2 + n]`` for a :func:`uniform_mask`, which is exactly what
+  calling the uniform mask with ``k`` itself draws.
+
+So a mixer's mask for a sample is reproduced by the public generator, called
+with that key and the sampled λ (see :func:`draw_lam`).
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from msda_jax import _lam
+from msda_jax._mixer import Mixer
+from msda_jax._types import MaskFn, PasteBox
+
+__all__ = [
+    "UniformMask", "uniform_mask", "MethodSampler", "mask_mixer", "draw_lam",
+    "check_alpha", "check_prob", "mask_key",
+]
+
+Alpha = Union[float, tuple[float, float]]
+
+
+def check_alpha(alpha) -> Alpha:
+  """α > 0 (λ ~ Beta(α, α)), or bounds ``(low, high)`` (λ ~ U(low, high))."""
+  if isinstance(alpha, (tuple, list)):
+    message = (f"alpha as bounds must be a pair (low, high) with "
+               f"0 <= low < high <= 1; got {alpha!r}")
+    try:
+      low, high = (float(a) for a in alpha)
+    except (TypeError, ValueError):
+      raise ValueError(message) from None
+    if not 0.0 <= low < high <= 1.0:
+      raise ValueError(message)
+    return low, high
+  try:
+    value = float(alpha)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"alpha must be a float > 0 or a pair of bounds (low, high); got "
+        f"{alpha!r}") from None
+  if not (value > 0 and math.isfinite(value)):
+    raise ValueError(f"alpha must be a finite float > 0; got {alpha!r}")
+  return value
+
+
+def check_prob(prob, name: str = "prob") -> float:
+  """A probability in [0, 1]."""
+  try:
+    value = float(prob)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be a float in [0, 1]; got {prob!r}") from None
+  if not 0.0 <= value <= 1.0:
+    raise ValueError(f"{name} must be in [0, 1]; got {prob!r}")
+  return value
+
+
+def _extra_uniforms(alpha: Alpha) -> int:
+  return 0 if isinstance(alpha, tuple) or alpha == 1.0 else 1
+
+
+def draw_lam(u: jax.Array, alpha: Alpha) -> jax.Array:
+  """λ from a sample's uniforms ``u`` (the layout in the module docstring).
+
+  Args:
+    u: the sample's uniforms, ``jax.random.uniform(k, (2 + n + e,))``.
+    alpha: α > 0 for Beta(α, α) (from ``u[0]``, and ``u[-1]`` unless
+      α == 1), or bounds ``(low, high)`` for U(low, high) (from ``u[0]``).
+
+  Returns:
+    float32 λ.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> u = jax.random.uniform(jax.random.key(0), (3,))
+    >>> bool(draw_lam(u, 1.0) == u[0])
+    True
+    >>> bool(0.1 <= draw_lam(u, (0.1, 0.9)) <= 0.9)
+    True
+  """
+  if isinstance(alpha, tuple):
+    return alpha[0] + (alpha[1] - alpha[0]) * u[0]
+  if alpha == 1.0:
+    return u[0]
+  return _lam.beta_from_uniforms(u[0], u[-1], alpha)
+
+
+def mask_key(key: jax.Array) -> jax.Array:
+  """The key a plain ``mask_fn`` gets from sample key ``key``.
+
+  Example:
+    >>> import jax
+    >>> mask_key(jax.random.key(0)).shape
+    ()
+  """
+  return jax.random.fold_in(key, 1)
+
+
+def _value_id(fn) -> Any:
+  """Something that compares equal for equal masks: partials by value."""
+  if isinstance(fn, functools.partial):
+    try:
+      keywords = tuple(sorted(fn.keywords.items()))
+      hash((fn.args, keywords))
+    except TypeError:
+      return fn
+    return (_value_id(fn.func), fn.args, keywords)
+  return fn
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class UniformMask:
+  """A mask generator written on ``num_uniforms`` uniforms in [0, 1).
+
+  ``fn(u, shape, lam, **options)`` returns what a mask generator returns
+  (a mask, ``(mask, mean)`` or ``(mask, mean, PasteBox)``). Calling the
+  object draws ``u = jax.random.uniform(key, (2 + num_uniforms,))[2:]``
+  (the sampler's layout, so the key reproduces the mixer's mask) and calls
+  ``fn``. Compares equal by ``fn``, ``num_uniforms`` and ``options``.
+
+  Attributes:
+    fn: ``(u, shape, lam, **options) -> mask | (mask, mean) | (...)``.
+    num_uniforms: the length of ``u``.
+    options: keyword options for ``fn``, as a tuple of (name, value) pairs.
+  """
+
+  fn: Callable
+  num_uniforms: int
+  options: tuple = ()
+
+  def __call__(self, key: jax.Array, shape, lam):
+    u = jax.random.uniform(key, (2 + self.num_uniforms,), jnp.float32)
+    return self.from_uniforms(u[2:], shape, lam)
+
+  def from_uniforms(self, u: jax.Array, shape, lam):
+    return self.fn(u, shape, lam, **dict(self.options))
+
+  def _identity(self):
+    return (_value_id(self.fn), self.num_uniforms, self.options)
+
+  def __eq__(self, other):
+    return (isinstance(other, UniformMask)
+            and self._identity() == other._identity())
+
+  def __hash__(self):
+    return hash(self._identity())
+
+
+def uniform_mask(fn: Callable, *, num_uniforms: int, **options) -> UniformMask:
+  """Lifts a mask written on uniforms into a mask generator.
+
+  The mixer then draws the mask's uniforms in the same threefry call as λ,
+  which on CPU is most of a small mask's cost (a threefry call is a loop of
+  tens of µs). Use it for masks that need a handful of random numbers (a
+  centre, a box); masks that need many (a noise image) are better written
+  as a plain ``(key, shape, lam)`` function.
+
+  Args:
+    fn: ``fn(u, shape, lam, **options)`` with ``u`` float32
+      ``(num_uniforms,)`` uniform in [0, 1); returns a float32 mask of
+      ``shape`` in [0, 1] (the weight of the original image), or
+      ``(mask, mean)``.
+    num_uniforms: how many uniforms ``fn`` needs (>= 0).
+    **options: keyword options bound to ``fn`` (hashable values).
+
+  Returns:
+    A :class:`UniformMask`: ``(key, shape, lam) -> fn's output``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> def stripe(u, shape, lam):        # a vertical stripe of the partner
+    ...   width = jnp.round((1 - lam) * shape[1])
+    ...   left = jnp.floor(u[0] * (shape[1] - width + 1))
+    ...   cols = jnp.arange(shape[1])
+    ...   inside = (cols >= left) & (cols < left + width)
+    ...   return jnp.broadcast_to(jnp.where(inside, 0.0, 1.0), shape)
+    >>> mixer = msda_jax.mask_mixer(msda_jax.uniform_mask(stripe, num_uniforms=1),
+    ...                             num_classes=10)
+    >>> out = mixer(jax.random.key(0), jnp.zeros((4, 8, 8, 3)), jnp.arange(4))
+    >>> out.labels.shape
+    (4, 10)
+  """
+  if (isinstance(num_uniforms, bool) or not isinstance(num_uniforms, int)
+      or num_uniforms < 0):
+    raise ValueError(f"num_uniforms must be an int >= 0; got {num_uniforms!r}")
+  if not callable(fn):
+    raise ValueError(f"fn must be callable; got {fn!r}")
+  return UniformMask(fn, num_uniforms, tuple(sorted(options.items())))
+
+
+def _as_draw(out, shape, where):
+  """A mask generator's output as ``(mask, mean, paste)``."""
+  paste = None
+  if isinstance(out, (tuple, list)):
+    if len(out) == 2:
+      mask, mean = out
+    elif len(out) == 3:
+      mask, mean, paste = out
+    else:
+      raise ValueError(
+          f"{where} must return a mask, (mask, mean) or (mask, mean, "
+          f"PasteBox); got a tuple of {len(out)}")
+  else:
+    mask, mean = out, None
+  mask = jnp.asarray(mask)
+  if mask.shape != tuple(shape):
+    raise ValueError(
+        f"{where} returned a mask of shape {mask.shape} for shape "
+        f"{tuple(shape)}; it must return one weight per pixel")
+  mask = mask.astype(jnp.float32)
+  mean = jnp.mean(mask) if mean is None else jnp.asarray(mean, jnp.float32)
+  if paste is not None:
+    paste = PasteBox(*(jnp.asarray(p, jnp.int32) for p in paste))
+  return mask, mean, paste
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MethodSampler:
+  """Draws one sample's λ and mask: ``sampler(key, shape) -> (mask, mean)``.
+
+  (``(mask, mean, PasteBox)`` when the mask pastes a resized partner.) With
+  probability ``1 - prob`` the sample is left unmixed: a mask of ones.
+  Compares equal by value (a ``functools.partial`` mask by its function and
+  arguments).
+  """
+
+  mask_fn: MaskFn
+  alpha: Alpha = 1.0
+  prob: float = 1.0
+
+  def __call__(self, key: jax.Array, shape):
+    shape = tuple(shape)
+    fast = isinstance(self.mask_fn, UniformMask)
+    n = self.mask_fn.num_uniforms if fast else 0
+    u = jax.random.uniform(key, (2 + n + _extra_uniforms(self.alpha),),
+                           jnp.float32)
+    lam = draw_lam(u, self.alpha)
+    if fast:
+      out = self.mask_fn.from_uniforms(u[2:2 + n], shape, lam)
+    else:
+      out = self.mask_fn(mask_key(key), shape, lam)
+    mask, mean, paste = _as_draw(out, shape, f"mask_fn {self.mask_fn!r}")
+    if self.prob < 1.0:
+      mixed = u[1] < self.prob
+      mask = jnp.where(mixed, mask, 1.0)
+      mean = jnp.where(mixed, mean, 1.0)
+      if paste is not None:
+        paste = PasteBox(jnp.where(mixed, paste.start, 0),
+                         jnp.where(mixed, paste.size, jnp.asarray(shape)))
+    return (mask, mean) if paste is None else (mask, mean, paste)
+
+  def _identity(self):
+    return (_value_id(self.mask_fn), self.alpha, self.prob)
+
+  def __eq__(self, other):
+    return (isinstance(other, MethodSampler)
+            and self._identity() == other._identity())
+
+  def __hash__(self):
+    return hash(self._identity())
+
+
+def _default_name(mask_fn) -> str:
+  fn = mask_fn.fn if isinstance(mask_fn, UniformMask) else mask_fn
+  while isinstance(fn, functools.partial):
+    fn = fn.func
+  return getattr(fn, "__name__", type(fn).__name__)
+
+
+def mask_mixer(mask_fn: MaskFn, *, alpha: Alpha = 1.0, mode: str = "elem",
+               prob: float = 1.0, partner: str = "flip",
+               label_smoothing: float = 0.0, num_classes=None,
+               name: Optional[str] = None) -> Mixer:
+  """Turns a one-sample mask generator into a :class:`~msda_jax.Mixer`.
+
+  Every built-in method is made this way. The mixer draws λ, calls
+  ``mask_fn(key, shape, lam)`` per sample (per pair, per batch: ``mode``),
+  blends ``M x + (1 - M) x_partner`` and mixes the labels by the mask mean,
+  so the label is exact for any mask. It works with every mode, ``prob``,
+  :func:`~msda_jax.choice`, :func:`~msda_jax.shard_mixer` and configs
+  (``from_config(cfg, methods={'name': factory})``). The key contract is in
+  this module's docstring.
+
+  Args:
+    mask_fn: ``mask_fn(key, shape, lam)`` for one sample, ``shape`` the
+      static spatial shape (e.g. ``(H, W)``), ``lam`` a traced float32;
+      returns a float32 mask of ``shape`` in [0, 1], the weight of the
+      original image; or ``(mask, mean)`` when the mean is known from the
+      geometry (then the mask need not be reduced); or ``(mask, mean,
+      PasteBox)`` to paste the partner resized into a box (ResizeMix).
+      Options go in with ``functools.partial`` (mixers then compare equal
+      by value) or :func:`uniform_mask`.
+    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for λ ~ U(low, high).
+    mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
+      or 'batch' (one for the batch).
+    prob: probability that a sample (pair, batch) is mixed at all.
+    partner: the pairing, 'flip' (i with B-1-i), 'roll' (i with i-1) or
+      'permute' (keyed random pairing).
+    label_smoothing: ε, applied to the targets before mixing.
+    num_classes: K for integer labels (one per integer head for pytree
+      labels: an int for all, or a matching dict / sequence).
+    name: a readable name; default the mask function's name.
+
+  Returns:
+    A :class:`~msda_jax.Mixer`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> def left_half(key, shape, lam):   # the partner takes the left half
+    ...   del key, lam
+    ...   return (jnp.arange(shape[1]) >= shape[1] // 2) * jnp.ones(shape)
+    >>> mixer = msda_jax.mask_mixer(left_half, num_classes=2)
+    >>> out = mixer(jax.random.key(0), jnp.zeros((2, 4, 4, 1)), jnp.array([0, 1]))
+    >>> out.lam.tolist(), out.labels.tolist()
+    ([0.5, 0.5], [[0.5, 0.5], [0.5, 0.5]])
+  """
+  if not callable(mask_fn):
+    raise ValueError(f"mask_fn must be callable; got {mask_fn!r}")
+  alpha = check_alpha(alpha)
+  prob = check_prob(prob)
+  sampler = None if prob == 0.0 else MethodSampler(mask_fn, alpha, prob)
+  if name is None:
+    name = _default_name(mask_fn)
+  return Mixer(sampler, mode=mode, partner=partner,
+               label_smoothing=label_smoothing, num_classes=num_classes,
+               name=name)
