@@ -1,0 +1,163 @@
+"""The extension point: a user's mask generator becomes a first-class mixer."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import msda_jax
+from msda_jax import _engine
+
+K = 4
+SHAPE = (6, 10)
+
+
+def _stripe(key, shape, lam):
+  """A user's method: the partner takes a random vertical stripe."""
+  width = jnp.round((1.0 - lam) * shape[1])
+  left = jnp.floor(jax.random.uniform(key) * (shape[1] - width + 1))
+  cols = jnp.arange(shape[1])
+  inside = (cols >= left) & (cols < left + width)
+  return jnp.broadcast_to(jnp.where(inside, 0.0, 1.0), shape)
+
+
+def _stripe_on_uniforms(u, shape, lam):
+  width = jnp.round((1.0 - lam) * shape[1])
+  left = jnp.floor(u[0] * (shape[1] - width + 1))
+  cols = jnp.arange(shape[1])
+  inside = (cols >= left) & (cols < left + width)
+  mask = jnp.broadcast_to(jnp.where(inside, 0.0, 1.0), shape)
+  return mask, 1.0 - width / shape[1]
+
+
+def _batch(b=8):
+  images = jax.random.uniform(jax.random.key(0), (b, *SHAPE, 3))
+  return images, jnp.arange(b) % K
+
+
+USER_MASKS = {
+    "plain": _stripe,
+    "with_mean": lambda k, s, l: (_stripe(k, s, l), jnp.mean(_stripe(k, s, l))),
+    "uniform": msda_jax.uniform_mask(_stripe_on_uniforms, num_uniforms=1),
+}
+
+
+@pytest.mark.parametrize("mode", msda_jax.MODES)
+@pytest.mark.parametrize("kind", sorted(USER_MASKS))
+def test_user_mask_mixes_images_and_labels_by_the_mask(kind, mode):
+  # Catches: a user's mask not applied, or labels mixed by the sampled λ
+  # instead of the realised mask mean.
+  mixer = msda_jax.mask_mixer(USER_MASKS[kind], mode=mode, num_classes=K,
+                              partner="permute")
+  images, labels = _batch()
+  out = jax.jit(mixer)(jax.random.key(1), images, labels)
+  mask, p = np.asarray(out.mask, np.float64), np.asarray(out.partner_index)
+  x = np.asarray(images, np.float64)
+  np.testing.assert_allclose(out.images,
+                             mask[..., None] * x + (1 - mask[..., None]) * x[p],
+                             atol=1e-6)
+  np.testing.assert_allclose(out.lam, mask.mean(axis=(1, 2)), atol=1e-6)
+  onehot = np.eye(K)[np.asarray(labels)]
+  lam = np.asarray(out.lam)[:, None]
+  np.testing.assert_allclose(out.labels, lam * onehot + (1 - lam) * onehot[p],
+                             atol=1e-6)
+  assert set(np.unique(mask)) <= {0.0, 1.0}
+  assert (mask == 0).any()  # the stripes are really there
+
+
+def test_user_mask_with_prob_choice_and_sharding():
+  # Catches: a user mixer that cannot join choice / shard_mixer, or prob
+  # ignored for user masks.
+  user = msda_jax.mask_mixer(_stripe, num_classes=K, prob=0.5)
+  images, labels = _batch(800)
+  out = jax.jit(user)(jax.random.key(2), images, labels)
+  rate = float(jnp.mean(out.lam < 1))
+  assert 0.45 < rate < 0.55, rate  # 800 flips: sd 0.018
+  both = msda_jax.choice([user, msda_jax.cutmix(num_classes=K)],
+                         probs=[0.5, 0.5])
+  out = jax.jit(both)(jax.random.key(3), images, labels)
+  assert out.images.shape == images.shape
+  mesh = msda_jax.data_mesh()
+  sharded = jax.jit(msda_jax.shard_mixer(user, mesh))
+  images, labels = _batch(16)
+  out = sharded(jax.random.key(4), images, labels)
+  # per-device pairing: partners stay on their device (2 samples each)
+  np.testing.assert_array_equal(np.asarray(out.partner_index) // 2,
+                                np.arange(16) // 2)
+
+
+def test_key_contract_public_generator_reproduces_the_mixers_mask():
+  # The documented contract: sample key k = split(mask_key, B)[i]; λ from
+  # u = uniform(k, (2 + n + e,)); a plain mask_fn gets mask_key(k), a
+  # uniform mask (and every built-in generator) gets k itself.
+  # Catches: key paths that drift apart from the documentation.
+  b, key = 4, jax.random.key(7)  # even: nobody pairs with itself
+  images = jnp.zeros((b, *SHAPE, 1))
+  labels = jnp.zeros(b, jnp.int32)
+  sample_keys = jax.random.split(jax.random.split(key)[1], b)
+  cases = [
+      (msda_jax.mask_mixer(_stripe, alpha=0.5), 0, 0.5,
+       lambda k, lam: _stripe(_engine.mask_key(k), SHAPE, lam)),
+      (msda_jax.cutmix(alpha=1.0), 2, 1.0,
+       lambda k, lam: msda_jax.cutmix_mask(k, SHAPE, lam)),
+      (msda_jax.hmix(alpha=0.3, r=0.75), 2, 0.3,
+       lambda k, lam: msda_jax.hmix_mask(k, SHAPE, lam, r=0.75)),
+      (msda_jax.gmix(alpha=(0.2, 0.6)), 2, (0.2, 0.6),
+       lambda k, lam: msda_jax.gmix_mask(k, SHAPE, lam)),
+  ]
+  for mixer, n, alpha, generator in cases:
+    out = mixer(key, images, jnp.eye(2)[labels])
+    extra = 0 if isinstance(alpha, tuple) or alpha == 1.0 else 1
+    for i, k in enumerate(sample_keys):
+      lam = _engine.draw_lam(jax.random.uniform(k, (2 + n + extra,)), alpha)
+      np.testing.assert_allclose(out.mask[i], generator(k, lam), atol=1e-6,
+                                 err_msg=mixer.name)
+
+
+def test_alpha_bounds_draw_uniform_lambda():
+  # Catches: (low, high) read as a Beta α, or the bounds ignored.
+  mixer = msda_jax.mixup(alpha=(0.1, 0.9), num_classes=K)
+  images, labels = _batch(4000)
+  lam = np.asarray(jax.jit(mixer)(jax.random.key(0), images[:, :1, :1],
+                                  labels).lam)
+  assert lam.min() >= 0.1 and lam.max() <= 0.9
+  # U(0.1, 0.9): mean 0.5, variance 0.8² / 12 = 0.0533 (sd of the mean 0.004)
+  assert abs(lam.mean() - 0.5) < 0.015 and abs(lam.var() - 0.0533) < 0.005
+
+
+@pytest.mark.parametrize("out, match", [
+    (lambda k, s, l: jnp.ones((3, 3)), "shape"),
+    (lambda k, s, l: (jnp.ones(s), 1.0, 2.0, 3.0), "tuple of 4"),
+])
+def test_bad_mask_fn_outputs_are_clear_errors(out, match):
+  # Catches: a wrong-shaped user mask broadcast silently into the blend.
+  images, labels = _batch()
+  with pytest.raises(ValueError, match=match):
+    msda_jax.mask_mixer(out, num_classes=K)(jax.random.key(0), images, labels)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(alpha=0.0), "alpha"), (dict(alpha=(0.5, 0.2)), "alpha"),
+    (dict(alpha="x"), "alpha"), (dict(prob=1.5), "prob"),
+    (dict(mode="all"), "mode"), (dict(partner="next"), "partner"),
+])
+def test_bad_options_name_the_argument(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    msda_jax.mask_mixer(_stripe, **kwargs)
+  with pytest.raises(ValueError, match="callable"):
+    msda_jax.mask_mixer("cutmix")
+  with pytest.raises(ValueError, match="num_uniforms"):
+    msda_jax.uniform_mask(_stripe_on_uniforms, num_uniforms=-1)
+
+
+def test_user_mixers_compare_by_value():
+  # Catches: mixers compared by closure identity (a static-arg jit would
+  # then recompile for every equal mixer).
+  a = msda_jax.mask_mixer(functools.partial(_stripe), alpha=0.5)
+  b = msda_jax.mask_mixer(functools.partial(_stripe), alpha=0.5)
+  assert a == b and hash(a) == hash(b)
+  assert a != msda_jax.mask_mixer(functools.partial(_stripe), alpha=0.4)
+  u = lambda: msda_jax.uniform_mask(_stripe_on_uniforms, num_uniforms=1)
+  assert msda_jax.mask_mixer(u()) == msda_jax.mask_mixer(u())
