@@ -1,7 +1,9 @@
-"""Pieces shared by the configs: data, MSDA and training fields, smoke variants.
+"""Pieces shared by the configs: data and training fields, smoke variants.
 
 Each config file builds its ConfigDict from these helpers and keeps its own
 protocol values, so ``--config.<field>=<value>`` overrides work as before.
+The mixing (``config.msda``) is not here: every config file writes out its
+own ``msda`` block, every field in place.
 """
 
 from typing import Any
@@ -9,8 +11,7 @@ from typing import Any
 import ml_collections
 
 __all__ = [
-    'apply_arg', 'base_config', 'data_config', 'model_config', 'msda_config',
-    'smoke_fields'
+    'apply_arg', 'base_config', 'data_config', 'model_config', 'smoke_fields'
 ]
 
 
@@ -63,37 +64,6 @@ def model_config(name: str, width: int,
       name=name, width=width, conv='xla', dtype=dtype))
 
 
-def msda_config(method: str = 'hmix', *, alpha: float = 1.0, r: float = 0.5,
-                mode: str = 'elem', prob: float = 1.0, partner: str = 'flip',
-                label_smoothing: float = 0.0) -> ml_collections.ConfigDict:
-  """The ``config.msda`` fields, consumed by `msda_jax.from_config`.
-
-  ``num_classes`` is not among them: the training loop takes it from the
-  dataset.
-
-  Args:
-    method: 'hmix', 'gmix', 'mixup', 'cutmix', 'none', or 'choice' (one of
-      ``choices`` per sample, with probabilities ``probs``).
-    alpha: Beta(alpha, alpha) parameter of the mixing ratio.
-    r: HMix/GMix mask parameter.
-    mode: how the ratio is drawn, e.g. 'elem' (per sample).
-    prob: probability that a sample is mixed.
-    partner: how partners are paired, e.g. 'flip' (the reversed batch).
-    label_smoothing: smoothing of the one-hot labels before mixing.
-
-  Returns:
-    The msda sub-config.
-  """
-  return ml_collections.ConfigDict(dict(
-      method=method, alpha=alpha, r=r, mode=mode, prob=prob, partner=partner,
-      label_smoothing=label_smoothing,
-      # Used by method='choice' only: timm's recipe, CutMix (alpha 1) or
-      # Mixup (alpha 0.8) with equal probability.
-      choices=(dict(method='cutmix', alpha=1.0),
-               dict(method='mixup', alpha=0.8)),
-      probs=(0.5, 0.5)))
-
-
 def base_config(data: ml_collections.ConfigDict,
                 model: ml_collections.ConfigDict, *, batch_size: int,
                 eval_batch_size: int, num_epochs: int, learning_rate: float,
@@ -101,7 +71,10 @@ def base_config(data: ml_collections.ConfigDict,
                 log_every_steps: int = 100, nesterov: bool = True,
                 weight_decay: float = 5e-4, warmup_epochs: int = 0
                 ) -> ml_collections.ConfigDict:
-  """A full training config: SGD (momentum 0.9), cosine schedule, jit.
+  """A training config but ``msda``: SGD (momentum 0.9), cosine schedule, jit.
+
+  The config file adds ``config.msda`` (the fields `msda_jax.from_config`
+  reads), written out in place.
 
   Args:
     data: from `data_config`.
@@ -118,14 +91,13 @@ def base_config(data: ml_collections.ConfigDict,
     warmup_epochs: linear warm-up before the cosine decay.
 
   Returns:
-    The config, with ``seed``, ``data``, ``model``, ``msda`` and the
-    optimizer, schedule, logging and checkpoint fields.
+    The config, with ``seed``, ``data``, ``model`` and the optimizer,
+    schedule, logging and checkpoint fields.
   """
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.data = data
   config.model = model
-  config.msda = msda_config()  # HMix, alpha 1, r 0.5.
 
   config.batch_size = batch_size
   config.eval_batch_size = eval_batch_size

@@ -18,6 +18,7 @@ Example:
 
 from msda_jax._compose import choice
 from msda_jax._config import from_config
+from msda_jax._dense import mix_maps, partner_maps, shard_mix_maps
 from msda_jax._engine import mask_mixer, uniform_mask
 from msda_jax._lam import sample_lam
 from msda_jax._masks import cutmix_mask, gmix_mask, hmix_mask, mixup_mask
@@ -37,6 +38,8 @@ __all__ = [
     # Mixer factories, the extension point and combinators.
     "mixup", "cutmix", "hmix", "gmix", "none",
     "mask_mixer", "uniform_mask", "choice", "from_config",
+    # Dense targets (segmentation maps) mixed with the images' masks.
+    "mix_maps", "partner_maps", "shard_mix_maps",
     # Devices.
     "per_device", "shard_mixer", "data_mesh",
     # Building blocks.

@@ -59,7 +59,7 @@ class ChoiceSampler:
     return jax.tree.map(lambda *xs: jax.lax.select_n(pick, *xs), *draws)
 
 
-def choice(mixers: Sequence[Mixer],
+def choice(mixers: Sequence[Mixer], *,
            probs: Optional[Sequence[float]] = None) -> Mixer:
   """A mixer that picks one of ``mixers`` per draw, with weights ``probs``.
 

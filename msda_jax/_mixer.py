@@ -42,6 +42,9 @@ def _check_one_num_classes(value) -> Optional[int]:
 
 def _check_num_classes(value):
   """None, an int, or a frozen per-head structure (hashable)."""
+  if (isinstance(value, tuple) and value
+      and all(isinstance(v, tuple) and len(v) == 2 for v in value)):
+    value = dict(value)  # The frozen dict itself (a Mixer rebuilt by choice).
   if isinstance(value, Mapping):
     return tuple(sorted((k, _check_one_num_classes(v)) for k, v in value.items()))
   if isinstance(value, Sequence) and not isinstance(value, str):
@@ -50,25 +53,57 @@ def _check_num_classes(value):
 
 
 def _per_head(num_classes, labels) -> list:
-  """``num_classes`` for each leaf of ``labels``, in ``jax.tree.leaves`` order."""
-  heads = len(jax.tree.leaves(labels))
+  """``num_classes`` for each leaf of ``labels``, in ``jax.tree.leaves`` order.
+
+  An int (or None) is K for every integer head; with several heads it is not
+  imposed on float heads (``(B, K')`` targets are used as they are), while a
+  single float ``(B, K)`` array must have K columns. A dict (frozen as sorted
+  pairs) names top-level heads of dict labels, a sequence gives one entry per
+  top-level head of tuple/list labels; an entry serves every leaf below its
+  head, and a head the dict omits gets None (fine for float heads, an error
+  naming the head for integer ones).
+  """
+  def top_index(key):  # The entry a top-level key selects.
+    if isinstance(key, jax.tree_util.DictKey):
+      return key.key
+    if isinstance(key, jax.tree_util.SequenceKey):
+      return key.idx
+    if isinstance(key, jax.tree_util.GetAttrKey) and hasattr(labels, "_fields"):
+      return labels._fields.index(key.name)  # A namedtuple of heads.
+    raise ValueError(
+        f"per-head num_classes needs labels that are a dict, tuple or list of "
+        f"heads; got labels of type {type(labels).__name__}")
+
+  flat = jax.tree_util.tree_flatten_with_path(labels)[0]
   if not isinstance(num_classes, tuple):
-    return [num_classes] * heads
+    if len(flat) == 1 and not flat[0][0]:
+      return [num_classes]  # One array: a float one is checked against K.
+    return [num_classes if jnp.issubdtype(jnp.result_type(leaf), jnp.integer)
+            else None for _, leaf in flat]
   named = bool(num_classes) and isinstance(num_classes[0], tuple)
-  if named and isinstance(labels, Mapping):
+  shapes = jax.tree.map(jnp.shape, labels)
+  if named:
     given = dict(num_classes)
-    if set(given) != set(labels):
+    if not isinstance(labels, Mapping):
       raise ValueError(
-          f"num_classes names heads {sorted(given)} but labels have heads "
-          f"{sorted(labels)}")
-    return [given[k] for k in sorted(labels)]
-  if (not named and isinstance(labels, (tuple, list))
-      and len(num_classes) == len(labels) == heads):
-    return list(num_classes)
-  raise ValueError(
-      f"num_classes {num_classes!r} must give one entry per label head, as a "
-      f"dict for dict labels or a sequence for tuple/list labels; labels are "
-      f"{jax.tree.map(jnp.shape, labels)}")
+          f"num_classes is a dict {given} (one per named head), so labels "
+          f"must be a dict of heads; got labels {shapes}")
+    extra = [k for k in given if k not in labels]
+    if extra:
+      raise ValueError(
+          f"num_classes names head(s) {extra} that labels do not have; labels "
+          f"have heads {sorted(labels)} (labels {shapes})")
+    return [given.get(top_index(path[0])) for path, _ in flat]
+  if not isinstance(labels, (tuple, list)):
+    raise ValueError(
+        f"num_classes is a sequence {list(num_classes)} (one per head), so "
+        f"labels must be a tuple or list of heads; got labels {shapes}")
+  if len(num_classes) != len(labels):
+    raise ValueError(
+        f"num_classes has {len(num_classes)} entries {list(num_classes)} but "
+        f"labels have {len(labels)} heads (labels {shapes}); give one entry "
+        f"per head")
+  return [num_classes[top_index(path[0])] for path, _ in flat]
 
 
 def _check_head(head, num_classes, batch_size, where):
@@ -77,8 +112,10 @@ def _check_head(head, num_classes, batch_size, where):
       raise ValueError(
           f"integer labels{where} must have shape (B,); got {head.shape}")
     if num_classes is None:
+      per_head = (" (an int for every integer head, or an entry for this "
+                  "head in a per-head dict / sequence)" if where else "")
       raise ValueError(
-          f"integer labels{where} need num_classes (e.g. "
+          f"integer labels{where} need num_classes{per_head} (e.g. "
           f"mixup(num_classes=10)); or pass (B, K) float labels")
   elif jnp.issubdtype(head.dtype, jnp.floating):
     if head.ndim != 2:
@@ -148,6 +185,8 @@ class Mixer:
             or jnp.issubdtype(images.dtype, jnp.integer)):
       raise ValueError(
           f"images must have a float or integer dtype; got {images.dtype}")
+    if labels is None:
+      return []
     heads = jax.tree_util.tree_flatten_with_path(labels)[0]
     if not heads:
       raise ValueError(f"labels must be an array or a pytree of arrays; got {labels!r}")
@@ -169,7 +208,9 @@ class Mixer:
       images: ``(B, *spatial, C)`` with 1 to 3 spatial axes (``(B, T, C)``,
         ``(B, H, W, C)``, ``(B, D, H, W, C)``), float or integer dtype.
       labels: int ``(B,)`` (needs ``num_classes``) or float ``(B, K)``, or a
-        pytree of such heads, each mixed with the same λ.
+        pytree of such heads, each mixed with the same λ; or None when
+        only dense targets are mixed (:func:`mix_maps`), then
+        ``MixResult.labels`` is None.
 
     Returns:
       A :class:`MixResult`.
@@ -180,7 +221,8 @@ class Mixer:
     batch_size, spatial = images.shape[0], images.shape[1:-1]
     leaves, treedef = jax.tree.flatten(labels)
     targets = jax.tree.unflatten(treedef, [
-        _mixing.soft_labels(y, k, self.label_smoothing)
+        _mixing.soft_labels(y, num_classes=k,
+                            label_smoothing=self.label_smoothing)
         for y, k in zip(leaves, num_classes)])
     index = jnp.arange(batch_size, dtype=jnp.int32)
     if self.sampler is None:

@@ -46,7 +46,7 @@ def blend(images: jax.Array, partner_images: jax.Array,
   return mixed.astype(dtype)
 
 
-def soft_labels(labels: jax.Array, num_classes: Optional[int] = None,
+def soft_labels(labels: jax.Array, *, num_classes: Optional[int] = None,
                 label_smoothing: float = 0.0) -> jax.Array:
   """Turns labels into ``(B, K)`` float32 targets, then smooths them.
 
@@ -56,7 +56,7 @@ def soft_labels(labels: jax.Array, num_classes: Optional[int] = None,
 
   Example:
     >>> import jax.numpy as jnp
-    >>> soft_labels(jnp.array([1]), 4, 0.2)
+    >>> soft_labels(jnp.array([1]), num_classes=4, label_smoothing=0.2)
     Array([[0.05, 0.85, 0.05, 0.05]], dtype=float32)
   """
   if jnp.issubdtype(labels.dtype, jnp.integer):

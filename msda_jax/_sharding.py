@@ -20,7 +20,7 @@ __all__ = ["data_mesh", "per_device", "shard_mixer"]
 MixFn = Callable[[jax.Array, jax.Array, jax.Array], MixResult]
 
 
-def data_mesh(devices: Optional[Sequence[jax.Device]] = None,
+def data_mesh(*, devices: Optional[Sequence[jax.Device]] = None,
               axis_name: str = "data") -> Mesh:
   """A 1-D mesh over ``devices`` (default: all) with an Auto axis type.
 
@@ -34,7 +34,7 @@ def data_mesh(devices: Optional[Sequence[jax.Device]] = None,
               axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def per_device(mixer: Mixer, axis_name="data") -> MixFn:
+def per_device(mixer: Mixer, *, axis_name="data") -> MixFn:
   """Wraps ``mixer`` for use inside ``shard_map`` or ``pmap`` over ``axis_name``.
 
   The returned function mixes the local shard with
@@ -72,7 +72,7 @@ def per_device(mixer: Mixer, axis_name="data") -> MixFn:
   return mix_local
 
 
-def shard_mixer(mixer: Mixer, mesh: Mesh, axis_name: str = "data") -> MixFn:
+def shard_mixer(mixer: Mixer, mesh: Mesh, *, axis_name: str = "data") -> MixFn:
   """``mixer`` for batches sharded along ``axis_name`` of ``mesh``.
 
   Call the result inside (or outside) ``jax.jit`` with the batch laid out as
@@ -102,6 +102,6 @@ def shard_mixer(mixer: Mixer, mesh: Mesh, axis_name: str = "data") -> MixFn:
     raise ValueError(
         f"axis_name {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
   batch = PartitionSpec(axis_name)
-  return jax.shard_map(per_device(mixer, axis_name), mesh=mesh,
+  return jax.shard_map(per_device(mixer, axis_name=axis_name), mesh=mesh,
                        in_specs=(PartitionSpec(), batch, batch),
                        out_specs=batch)

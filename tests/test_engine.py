@@ -161,3 +161,13 @@ def test_user_mixers_compare_by_value():
   assert a != msda_jax.mask_mixer(functools.partial(_stripe), alpha=0.4)
   u = lambda: msda_jax.uniform_mask(_stripe_on_uniforms, num_uniforms=1)
   assert msda_jax.mask_mixer(u()) == msda_jax.mask_mixer(u())
+
+
+def test_labels_none_mixes_images_only():
+  # Catches: dense-only users forced to invent image labels, or None
+  # skipping the image checks.
+  images, _ = _batch()
+  out = jax.jit(msda_jax.cutmix())(jax.random.key(0), images, None)
+  assert out.labels is None and out.images.shape == images.shape
+  with pytest.raises(ValueError, match="rank 3 to 5"):
+    msda_jax.cutmix()(jax.random.key(0), images[..., 0, 0], None)

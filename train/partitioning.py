@@ -26,7 +26,7 @@ PARALLELISMS = ('jit', 'pmap')
 
 def make_data_mesh(devices: list | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh named 'data' over ``devices`` (default: all), Auto axis type."""
-  return msda_jax.data_mesh(devices, DATA_AXIS)
+  return msda_jax.data_mesh(devices=devices, axis_name=DATA_AXIS)
 
 
 def check_batch_size(global_batch_size: int, num_devices: int,
@@ -61,8 +61,8 @@ def split_for_pmap(local_batch: dict, num_local_devices: int) -> dict:
 def _pmap_sharding() -> NamedSharding:
   # The layout jax.pmap gives its outputs: feeding it the same layout keeps
   # the second call from compiling the step again.
-  return NamedSharding(msda_jax.data_mesh(jax.local_devices(), DATA_AXIS),
-                       PartitionSpec(DATA_AXIS))
+  mesh = msda_jax.data_mesh(devices=jax.local_devices(), axis_name=DATA_AXIS)
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
 def replicate_for_pmap(tree: Any) -> Any:

@@ -142,7 +142,7 @@ def make_jit_train_step(mesh: jax.sharding.Mesh, *, model, tx, mixer,
   The mixer runs per device under `msda_jax.shard_mixer` inside the step.
   The returned ``step(state, batch)`` donates ``state``.
   """
-  mix = msda_jax.shard_mixer(mixer, mesh, partitioning.DATA_AXIS)
+  mix = msda_jax.shard_mixer(mixer, mesh, axis_name=partitioning.DATA_AXIS)
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   return jax.jit(
       functools.partial(train_step, model=model, tx=tx, mix=mix,
@@ -159,7 +159,7 @@ def make_pmap_train_step(*, model, tx, mixer, schedule: optax.Schedule,
   metrics are ``pmean``-ed. The returned ``step(state, batch)`` donates
   ``state``.
   """
-  mix = msda_jax.per_device(mixer, partitioning.DATA_AXIS)
+  mix = msda_jax.per_device(mixer, axis_name=partitioning.DATA_AXIS)
   return jax.pmap(
       functools.partial(train_step, model=model, tx=tx, mix=mix,
                         schedule=schedule, mean=mean, std=std,

@@ -61,9 +61,21 @@ def _channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
 
 
 def _msda_config(config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  """``config.msda`` for `msda_jax.from_config`, with the dataset's classes.
+
+  ``msda.num_classes`` None (the configs' default) takes the dataset's class
+  count; an explicit count must equal it (a smaller one would one-hot the
+  larger labels to zeros without an error).
+  """
   msda = config.msda.to_dict()
-  if msda.get('num_classes') is None:
+  given = msda.get('num_classes')
+  if given is None:
     msda['num_classes'] = num_classes
+  elif isinstance(given, int) and given != num_classes:
+    raise ValueError(
+        f'msda.num_classes={given} but the dataset has {num_classes} classes: '
+        f'set msda.num_classes={num_classes} or leave it None (the dataset\'s '
+        'count)')
   return msda
 
 
