@@ -46,11 +46,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The mixing, read by msda_jax.from_config. A field the chosen method does
   # not take is ignored, so --config.msda.method=X switches methods alone.
   config.msda = ml_collections.ConfigDict(dict(
-      method='hmix',  # Or 'mixup', 'cutmix', 'gmix', 'none', 'choice'.
+      method='hmix',  # Any msda_jax method name (cutmix, fmix, ...) or 'choice'.
       alpha=1.0,  # lambda ~ Beta(alpha, alpha).
       r=0.5,  # HMix: the box takes r (1 - lambda) of the image.
       # CutMix: None, or timm's box side range, e.g. '(0.2, 0.8)'.
       minmax=ml_collections.config_dict.placeholder(tuple),
+      exact_box=False,  # CutMix/HMix: True for timm 1.0.31's box rounding.
       mode='elem',  # One lambda and mask per sample (or 'pair', 'batch').
       prob=1.0,  # Probability that a sample is mixed at all.
       partner='flip',  # Sample i mixes with B-1-i (or 'roll', 'permute').

@@ -20,26 +20,35 @@ from msda_jax._compose import choice
 from msda_jax._config import from_config
 from msda_jax._dense import mix_maps, partner_maps, shard_mix_maps
 from msda_jax._engine import mask_mixer, uniform_mask
+from msda_jax._fmix import fmix, fmix_mask
+from msda_jax._gridmix import gridmix, gridmix_mask
 from msda_jax._lam import sample_lam
 from msda_jax._masks import cutmix_mask, gmix_mask, hmix_mask, mixup_mask
 from msda_jax._methods import cutmix, gmix, hmix, mixup, none
 from msda_jax._mixer import Mixer
 from msda_jax._mixing import blend, mix_labels, soft_labels
 from msda_jax._modes import MODES
+from msda_jax._pair_weights import PairWeights, pair_weights
 from msda_jax._pairing import PARTNERS
+from msda_jax._resizemix import resizemix, resizemix_mask
 from msda_jax._sharding import data_mesh, per_device, shard_mixer
+from msda_jax._smoothmix import smoothmix, smoothmix_mask
 from msda_jax._types import MaskFn, MaskSampler, MixResult, PasteBox
 
 __version__ = "0.1.0"
 
 __all__ = [
-    # Mask generators: (key, shape, lam, *, options) -> (H, W) mask.
-    "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask",
+    # Mask generators: (key, shape, lam, *, options) -> mask of the spatial shape.
+    "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask", "fmix_mask",
+    "gridmix_mask", "smoothmix_mask", "resizemix_mask",
     # Mixer factories, the extension point and combinators.
-    "mixup", "cutmix", "hmix", "gmix", "none",
+    "mixup", "cutmix", "hmix", "gmix", "fmix", "gridmix", "smoothmix",
+    "resizemix", "none",
     "mask_mixer", "uniform_mask", "choice", "from_config",
     # Dense targets (segmentation maps) mixed with the images' masks.
     "mix_maps", "partner_maps", "shard_mix_maps",
+    # The paper's regulariser: E[(1 - M_k)(1 - M_l)] by pixel offset.
+    "pair_weights", "PairWeights",
     # Devices.
     "per_device", "shard_mixer", "data_mesh",
     # Building blocks.

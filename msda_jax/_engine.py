@@ -35,7 +35,7 @@ from msda_jax._types import MaskFn, PasteBox
 
 __all__ = [
     "UniformMask", "uniform_mask", "MethodSampler", "mask_mixer", "draw_lam",
-    "check_alpha", "check_prob", "mask_key",
+    "check_alpha", "check_prob", "mask_key", "method_name",
 ]
 
 Alpha = Union[float, tuple[float, float]]
@@ -278,6 +278,21 @@ class MethodSampler:
 
   def __hash__(self):
     return hash(self._identity())
+
+
+def method_name(method: str, alpha, prob, **options) -> str:
+  """A built-in mixer's readable name: ``method(alpha=.., prob=.., opts)``.
+
+  Options set to None are left out.
+
+  Example:
+    >>> method_name("hmix", 1.0, 1.0, r=0.5)
+    'hmix(alpha=1, prob=1, r=0.5)'
+  """
+  alpha = (f"({alpha[0]:g}, {alpha[1]:g})" if isinstance(alpha, (tuple, list))
+           else f"{float(alpha):g}")
+  extra = "".join(f", {k}={v}" for k, v in options.items() if v is not None)
+  return f"{method}(alpha={alpha}, prob={float(prob):g}{extra})"
 
 
 def _default_name(mask_fn) -> str:

@@ -51,10 +51,13 @@ Example:
   0.59
 """
 
+import numbers
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["sample_lam", "beta_from_uniforms"]
+__all__ = ["sample_lam", "beta_from_uniforms", "as_lam"]
 
 
 def beta_from_uniforms(u_radius, u_angle, alpha) -> jax.Array:
@@ -129,3 +132,15 @@ def sample_lam(key: jax.Array, alpha: float) -> jax.Array:
     return jax.random.uniform(key, (), jnp.float32)
   u = jax.random.uniform(key, (2,), jnp.float32)
   return beta_from_uniforms(u[0], u[1], alpha)
+
+
+def as_lam(lam) -> jax.Array:
+  """λ as float32; a host scalar outside [0, 1] is an error, a traced one is clipped.
+
+  Example:
+    >>> float(as_lam(0.25))
+    0.25
+  """
+  if isinstance(lam, (numbers.Real, np.number)) and not 0.0 <= lam <= 1.0:
+    raise ValueError(f"lam must be in [0, 1]; got {lam!r}")
+  return jnp.clip(jnp.asarray(lam, jnp.float32), 0.0, 1.0)

@@ -7,17 +7,10 @@ Augmentation: A Loss Function Perspective", NeurIPS 2022.
 from typing import Optional
 
 from msda_jax import _masks
-from msda_jax._engine import Alpha, mask_mixer
+from msda_jax._engine import Alpha, mask_mixer, method_name
 from msda_jax._mixer import Mixer
 
 __all__ = ["mixup", "cutmix", "hmix", "gmix", "none"]
-
-
-def _name(method: str, alpha, prob, **options) -> str:
-  alpha = (f"({alpha[0]:g}, {alpha[1]:g})" if isinstance(alpha, (tuple, list))
-           else f"{float(alpha):g}")
-  extra = "".join(f", {k}={v}" for k, v in options.items() if v is not None)
-  return f"{method}(alpha={alpha}, prob={float(prob):g}{extra})"
 
 
 def mixup(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
@@ -25,7 +18,7 @@ def mixup(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
           num_classes=None) -> Mixer:
   """Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018).
 
-  Every pixel gets weight λ. Returns a :class:`Mixer`.
+  Every pixel (time step, voxel) gets weight λ. Returns a :class:`Mixer`.
 
   Args:
     alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
@@ -48,19 +41,21 @@ def mixup(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
   """
   return mask_mixer(_masks.mixup_rule(), alpha=alpha, mode=mode, prob=prob,
                     partner=partner, label_smoothing=label_smoothing,
-                    num_classes=num_classes, name=_name("mixup", alpha, prob))
+                    num_classes=num_classes, name=method_name("mixup", alpha, prob))
 
 
 def cutmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
            partner: str = "flip", label_smoothing: float = 0.0,
-           num_classes=None, minmax: Optional[tuple[float, float]] = None
-           ) -> Mixer:
+           num_classes=None, minmax: Optional[tuple[float, float]] = None,
+           exact_box: bool = False) -> Mixer:
   """CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong
   Classifiers with Localizable Features", ICCV 2019).
 
   A box of area ``(1 - λ) H W`` (clipped at the border) is pasted from the
   partner; the label weight is the realised mask mean (timm's
-  ``correct_lam``). Returns a :class:`Mixer`.
+  ``correct_lam``). Works for sequences ``(B, T, C)`` and volumes
+  ``(B, D, H, W, C)`` too: the box then has volume ``(1 - λ) prod(shape)``.
+  Returns a :class:`Mixer`.
 
   Args:
     alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
@@ -75,6 +70,11 @@ def cutmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
       labels).
     minmax: optional ``(a, b)``: box sides uniform in ``[aH, bH)`` and
       ``[aW, bW)``, box fully inside, λ ignored for the geometry (timm).
+    exact_box: False (default) rounds the box as the CutMix authors and the
+      paper's reference do, ``[c - cut // 2, c + cut // 2)`` per axis (an
+      odd ``cut`` loses a pixel); True as timm 1.0.31's ``rand_bbox``,
+      ``[c - cut // 2, c + (cut + 1) // 2)``, exactly ``cut`` wide, which
+      matches timm's label weights (mean 0.689 vs 0.701 at 32x32, λ ~ U(0, 1)).
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -85,18 +85,23 @@ def cutmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
     (dtype('uint8'), (7,))
   """
   minmax = _masks.check_minmax(minmax)
-  return mask_mixer(_masks.cutmix_rule(minmax=minmax), alpha=alpha, mode=mode,
-                    prob=prob, partner=partner,
+  exact_box = _masks.check_exact_box(exact_box)
+  # A minmax box is always its drawn size: exact_box changes nothing there.
+  named_exact = True if exact_box and minmax is None else None
+  return mask_mixer(_masks.cutmix_rule(minmax=minmax, exact_box=exact_box),
+                    alpha=alpha, mode=mode, prob=prob, partner=partner,
                     label_smoothing=label_smoothing, num_classes=num_classes,
-                    name=_name("cutmix", alpha, prob, minmax=minmax))
+                    name=method_name("cutmix", alpha, prob, minmax=minmax,
+                               exact_box=named_exact))
 
 
 def hmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
          partner: str = "flip", label_smoothing: float = 0.0,
-         num_classes=None, r: float = 0.5) -> Mixer:
+         num_classes=None, r: float = 0.5, exact_box: bool = False) -> Mixer:
   """HMix (Park, Yun & Chun, NeurIPS 2022): a CutMix box inside a Mixup blend.
 
-  The box has area ``r (1 - λ) H W``; outside it the images blend with ratio
+  The box has area ``r (1 - λ) H W`` (volume ``r (1 - λ) prod(shape)`` for
+  sequences and volumes); outside it the images blend with ratio
   ``μ = λ / λ_box``, so the label weight is exactly λ. Returns a
   :class:`Mixer`.
 
@@ -112,6 +117,8 @@ def hmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
     num_classes: K, needed for integer labels (one per head for pytree
       labels).
     r: share of ``1 - λ`` given to the box, in [0, 1] (0 is Mixup).
+    exact_box: the box rounding, as in :func:`cutmix` (False: the paper's
+      reference rule; True: timm 1.0.31's exact box).
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -121,10 +128,12 @@ def hmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
     (8, 24, 40)
   """
   r = _masks.check_r(r)
-  return mask_mixer(_masks.hmix_rule(r=r), alpha=alpha, mode=mode, prob=prob,
-                    partner=partner, label_smoothing=label_smoothing,
-                    num_classes=num_classes,
-                    name=_name("hmix", alpha, prob, r=f"{r:g}"))
+  exact_box = _masks.check_exact_box(exact_box)
+  return mask_mixer(_masks.hmix_rule(r=r, exact_box=exact_box), alpha=alpha,
+                    mode=mode, prob=prob, partner=partner,
+                    label_smoothing=label_smoothing, num_classes=num_classes,
+                    name=method_name("hmix", alpha, prob, r=f"{r:g}",
+                               exact_box=exact_box or None))
 
 
 def gmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
@@ -134,7 +143,8 @@ def gmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
 
   The image with the smaller share takes a soft Gaussian blob of area
   ``min(λ, 1 - λ) H W`` at a random pixel; the label weight is the realised
-  mask mean. Non-square images work. Returns a :class:`Mixer`.
+  mask mean. Non-square images work, and so do sequences and volumes (an
+  n-D blob of mass ``min(λ, 1 - λ) prod(shape)``). Returns a :class:`Mixer`.
 
   Args:
     alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for U(low, high).
@@ -157,7 +167,7 @@ def gmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
   """
   return mask_mixer(_masks.gmix_rule(), alpha=alpha, mode=mode, prob=prob,
                     partner=partner, label_smoothing=label_smoothing,
-                    num_classes=num_classes, name=_name("gmix", alpha, prob))
+                    num_classes=num_classes, name=method_name("gmix", alpha, prob))
 
 
 def none(*, mode: str = "elem", partner: str = "flip",

@@ -5,24 +5,26 @@ Run it as a script::
   python -m msda_jax.show --out gallery.png [--size 128] [--seed 0]
 
 The grid has a header row with three photos that scikit-image ships offline
-(astronaut, chelsea, coffee), then two rows per method (Mixup, CutMix,
-HMix r=0.5, GMix): the masks at λ = 0.3, 0.5 and 0.7 (white = weight 1 of the
-photo itself) and each photo mixed with the previous one (``partner='roll'``)
-by :func:`msda_jax.blend`. Captions give the nominal λ and the realised λ
-(the mask mean, which is the label weight the mixers use).
+(astronaut, chelsea, coffee) and, right of them, each one's partner (the
+previous photo, ``partner='roll'``); then one row per method (Mixup, CutMix,
+HMix r=0.5, GMix, FMix, GridMix, SmoothMix, ResizeMix): the masks at
+λ = 0.3, 0.5 and 0.7 (white = weight 1 of the photo itself), then each photo
+mixed with its partner by :func:`msda_jax.blend` (ResizeMix pastes the whole
+partner, shrunk, into its box). Captions give the nominal λ and the realised
+λ (the mask mean, which is the label weight the mixers use).
 
-Masks come from the public generators, vmapped and jit-compiled with a traced
-λ. This is the only module that needs scikit-image and Pillow (the ``show``
-extra); both are imported inside functions, so ``import msda_jax`` never
-loads them.
+Masks come from the methods' generators, vmapped and jit-compiled with a
+traced λ. This is the only module that needs scikit-image and Pillow (the
+``show`` extra); both are imported inside functions, so ``import msda_jax``
+never loads them.
 
 Example:
   >>> from msda_jax import show
   >>> gallery = show.render_gallery(size=32, seed=0)
   >>> gallery.image.shape == show.grid_shape(32) + (3,)
   True
-  >>> sorted(gallery.lams)
-  ['cutmix', 'gmix', 'hmix', 'mixup']
+  >>> sorted(gallery.lams)[:4]
+  ['cutmix', 'fmix', 'gmix', 'gridmix']
 """
 
 import argparse
@@ -34,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import msda_jax
+from msda_jax import _fmix, _gridmix, _paste, _resizemix, _smoothmix
+from msda_jax._types import PasteBox
 
 __all__ = [
     "METHODS", "LAMS", "PHOTOS", "DEFAULT_SEED", "PAD", "CAPTION", "TITLE", "LABEL_WIDTH",
@@ -41,12 +45,18 @@ __all__ = [
     "render_gallery", "main",
 ]
 
-# (row label, short name, mask generator with its options bound).
+# (row label, short name, mask generator with its options bound). A
+# generator returns a mask, (mask, mean) or (mask, mean, PasteBox) (the
+# partner pasted resized: ResizeMix's rule, which carries the box).
 METHODS = (
     ("mixup", "mixup", msda_jax.mixup_mask),
     ("cutmix", "cutmix", msda_jax.cutmix_mask),
     ("hmix r=0.5", "hmix", functools.partial(msda_jax.hmix_mask, r=0.5)),
     ("gmix", "gmix", msda_jax.gmix_mask),
+    ("fmix", "fmix", _fmix.fmix_mask),
+    ("gridmix", "gridmix", _gridmix.gridmix_mask),
+    ("smoothmix", "smoothmix", _smoothmix.smoothmix_mask),
+    ("resizemix", "resizemix", _resizemix.resizemix_rule()),
 )
 LAMS = (0.3, 0.5, 0.7)  # nominal λ of the three columns
 PHOTOS = ("astronaut", "chelsea", "coffee")  # skimage.data, bundled offline
@@ -72,8 +82,10 @@ class Gallery(NamedTuple):
   Attributes:
     image: uint8 ``(height, width, 3)``.
     tiles: ``{(row, column): (top, left)}`` of every ``size x size`` tile;
-      rows are ``'photo'``, ``'<name> mask'`` and ``'<name> mixed'`` with
-      ``name`` from ``METHODS`` (e.g. ``'hmix mask'``), columns 0..2.
+      rows are ``'photo'`` (columns 0..2), ``'partner'`` (columns 0..2: the
+      partner above mixed column ``c``), ``'<name> mask'`` and
+      ``'<name> mixed'`` (columns 0..2 each) with ``name`` from ``METHODS``
+      (e.g. ``'hmix mask'``).
     lams: ``{name: (3,) float32}`` realised λ (mask means) per column.
   """
 
@@ -85,11 +97,14 @@ class Gallery(NamedTuple):
 def grid_shape(size: int) -> tuple[int, int]:
   """``(height, width)`` of the grid for ``size x size`` tiles.
 
+  One row of photos and one row per method; three mask columns, then three
+  mixed columns.
+
   Example:
     >>> grid_shape(128)
-    (1375, 492)
+    (1375, 894)
   """
-  rows, cols = 1 + 2 * len(METHODS), len(PHOTOS)
+  rows, cols = 1 + len(METHODS), 2 * len(PHOTOS)
   height = TITLE + rows * (CAPTION + size + PAD)
   width = LABEL_WIDTH + cols * (size + PAD) + PAD
   return height, width
@@ -97,6 +112,8 @@ def grid_shape(size: int) -> tuple[int, int]:
 
 def tile_origin(row: int, col: int, size: int) -> tuple[int, int]:
   """``(top, left)`` of the tile at grid ``row`` (0 = photos) and ``col``.
+
+  Columns 0..2 hold the photos and masks, 3..5 the partners and mixes.
 
   Example:
     >>> tile_origin(0, 0, 128)
@@ -135,12 +152,24 @@ def load_photos(size: int) -> np.ndarray:
   return np.stack(out)
 
 
+def _as_draw(out):
+  """A generator's output as ``(mask, mean, PasteBox or None)``."""
+  if not isinstance(out, tuple):
+    return out, jnp.mean(out), None
+  mask, mean, *paste = out
+  return mask, mean, (paste[0] if paste else None)
+
+
 @functools.partial(jax.jit, static_argnums=(0,))
 def _masks_and_mix(mask_fn, keys, lams, photos):
   shape = photos.shape[1:3]
-  masks = jax.vmap(lambda k, lam: mask_fn(k, shape, lam))(keys, lams)
-  mixed = msda_jax.blend(photos, jnp.roll(photos, 1, axis=0), masks)
-  return masks, mixed, jnp.mean(masks, axis=(1, 2))
+  masks, _, paste = jax.vmap(
+      lambda k, lam: _as_draw(mask_fn(k, shape, lam)))(keys, lams)
+  partners = jnp.roll(photos, 1, axis=0)
+  if paste is not None:  # the whole partner, shrunk into the box
+    partners = jax.vmap(_paste.paste_resized)(partners, paste)
+  mixed = msda_jax.blend(photos, partners, masks)
+  return masks, mixed, jnp.mean(masks, axis=(1, 2)), paste
 
 
 def mix_photos(key: jax.Array, photos: np.ndarray) -> dict:
@@ -155,20 +184,29 @@ def mix_photos(key: jax.Array, photos: np.ndarray) -> dict:
 
   Returns:
     ``{name: (masks (3, H, W) float32, mixed (3, H, W, 3) uint8,
-    lam (3,) float32)}`` with ``name`` from ``METHODS``.
+    lam (3,) float32, paste)}`` with ``name`` from ``METHODS``; ``paste`` is
+    a :class:`~msda_jax.PasteBox` of ``(3, 2)`` int32 arrays for ResizeMix
+    (where the shrunk partner went), else None.
 
   Example:
     >>> import jax, numpy as np
-    >>> out = mix_photos(jax.random.key(0), np.zeros((3, 8, 8, 3), np.uint8))
+    >>> out = mix_photos(jax.random.key(0), np.zeros((3, 32, 32, 3), np.uint8))
     >>> [round(float(v), 2) for v in out['mixup'][2]]
     [0.3, 0.5, 0.7]
+    >>> out['resizemix'][3].size.shape
+    (3, 2)
   """
   keys = jax.random.split(key, len(PHOTOS))
   lams = jnp.asarray(LAMS, jnp.float32)
   photos = jnp.asarray(photos)
-  return {name: tuple(np.asarray(a) for a in
-                      _masks_and_mix(mask_fn, keys, lams, photos))
-          for _, name, mask_fn in METHODS}
+  results = {}
+  for _, name, mask_fn in METHODS:
+    masks, mixed, lam, paste = _masks_and_mix(mask_fn, keys, lams, photos)
+    if paste is not None:
+      paste = PasteBox(*(np.asarray(p) for p in paste))
+    results[name] = (np.asarray(masks), np.asarray(mixed), np.asarray(lam),
+                     paste)
+  return results
 
 
 def _font():
@@ -190,8 +228,10 @@ def render_gallery(size: int = 128, seed: int = DEFAULT_SEED) -> Gallery:
     A :class:`Gallery`.
 
   Example:
-    >>> g = render_gallery(size=24, seed=1)
-    >>> g.tiles[('cutmix mask', 2)] == tile_origin(3, 2, 24)
+    >>> g = render_gallery(size=32, seed=1)
+    >>> g.tiles[('cutmix mask', 2)] == tile_origin(2, 2, 32)
+    True
+    >>> g.tiles[('cutmix mixed', 2)] == tile_origin(2, 5, 32)
     True
   """
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
@@ -221,29 +261,32 @@ def render_gallery(size: int = 128, seed: int = DEFAULT_SEED) -> Gallery:
                         "\n".join(lines), fill=_INK, font=font, spacing=2)
 
   draw.multiline_text(
-      (PAD, 3), f"msda_jax, seed {seed}. Mask: weight of the photo itself "
-      f"(white = 1) at lam = {', '.join(map(str, LAMS))};\nreal = mask mean "
-      "= label weight. Mixed: the photo with the one on its left "
-      "(partner='roll').", fill=_INK, font=font, spacing=2)
-  label(0, ["original"])
+      (PAD, 3), f"msda_jax, seed {seed}. Left: the mask, weight of the photo "
+      f"itself (white = 1) at lam = {', '.join(map(str, LAMS))}; real = mask "
+      "mean = label weight.\nRight: the photo mixed with its partner, the "
+      "one on its left (partner='roll'), shown above.", fill=_INK, font=font,
+      spacing=2)
+  label(0, ["original |", "partner"])
+  cols = len(PHOTOS)
   for col, name in enumerate(PHOTOS):
     tiles[("photo", col)] = place(0, col, photos[col], name)
+    other = (col - 1) % cols
+    tiles[("partner", col)] = place(0, cols + col, photos[other],
+                                    f"partner: {PHOTOS[other]}")
 
   for index, (title, name, _) in enumerate(METHODS):
-    masks, mixed, lam = results[name]
+    masks, mixed, lam, _ = results[name]
     lams[name] = lam
-    mask_row, mix_row = 1 + 2 * index, 2 + 2 * index
-    label(mask_row, [title, "mask"])
-    label(mix_row, [title, "mixed"])
-    for col in range(len(PHOTOS)):
+    row = 1 + index
+    label(row, [title])
+    for col in range(cols):
       gray = np.round(masks[col] * 255.0).astype(np.uint8)
       tiles[(f"{name} mask", col)] = place(
-          mask_row, col, np.repeat(gray[..., None], 3, axis=-1),
+          row, col, np.repeat(gray[..., None], 3, axis=-1),
           f"lam {LAMS[col]:.1f} -> real {lam[col]:.2f}")
-      other = PHOTOS[(col - 1) % len(PHOTOS)]
       tiles[(f"{name} mixed", col)] = place(
-          mix_row, col, mixed[col],
-          f"{lam[col]:.2f} {PHOTOS[col]}+{other}")
+          row, cols + col, mixed[col],
+          f"{lam[col]:.2f} {PHOTOS[col]}+{PHOTOS[(col - 1) % cols]}")
   return Gallery(np.asarray(canvas), tiles, lams)
 
 
@@ -261,7 +304,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m msda_jax.show",
       description="Write a PNG grid of originals, masks and mixed images for "
-      "every msda_jax method (Mixup, CutMix, HMix r=0.5, GMix).")
+      "every msda_jax method (Mixup, CutMix, HMix r=0.5, GMix, FMix, GridMix, "
+      "SmoothMix, ResizeMix).")
   parser.add_argument("--out", required=True, help="path of the PNG to write")
   parser.add_argument("--size", type=int, default=128,
                       help="side of each tile in pixels (default: 128)")

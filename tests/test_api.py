@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import msda_jax
 from msda_jax._config import BUILTIN_METHODS
 
-MASK_FNS = ("mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask")
+MASK_FNS = ("mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask", "fmix_mask",
+            "gridmix_mask", "smoothmix_mask", "resizemix_mask")
 
 # Exceptions to "no **kwargs", each with its reason.
 _VAR_KEYWORD_ALLOWED = {
@@ -106,7 +107,7 @@ def test_random_functions_take_key_first():
   # The known random ones are seen at all.
   seen = {n for n, ps in _random_callables().items() if ps and ps[0].name == "key"}
   assert {"sample_lam", "Mixer.__call__", "mixer", "mixer.sampler",
-          "per_device(mixer)", *MASK_FNS} <= seen
+          "per_device(mixer)", "pair_weights", *MASK_FNS} <= seen
 
 
 def test_defaulted_options_are_keyword_only():

@@ -8,6 +8,7 @@ import pytest
 
 import msda_jax
 from msda_jax import _modes
+from msda_jax import _paste
 
 K = 5
 FACTORIES = {
@@ -15,7 +16,20 @@ FACTORIES = {
     "cutmix": msda_jax.cutmix,
     "hmix": msda_jax.hmix,
     "gmix": msda_jax.gmix,
+    "fmix": msda_jax.fmix,
+    "gridmix": msda_jax.gridmix,
+    "smoothmix": msda_jax.smoothmix,
+    "resizemix": msda_jax.resizemix,
 }
+
+
+def _shown_partners(images, out):
+  """Each sample's partner as its mix shows it: pasted resized for ResizeMix."""
+  partners = jnp.asarray(images)[np.asarray(out.partner_index)]
+  if out.paste is None:
+    return np.asarray(partners, np.float64)
+  return np.asarray(jax.vmap(_paste.paste_resized)(partners, out.paste),
+                    np.float64)
 MODES = ("batch", "pair", "elem")
 
 
@@ -38,8 +52,9 @@ def test_images_labels_and_lam_follow_the_mask(method, mode):
   mask = np.asarray(out.mask, np.float64)
   partner = np.asarray(out.partner_index)
   x = np.asarray(images, np.float64)
-  expected = mask[..., None] * x + (1 - mask[..., None]) * x[partner]
-  np.testing.assert_allclose(out.images, expected, atol=1e-6)
+  expected = (mask[..., None] * x
+              + (1 - mask[..., None]) * _shown_partners(images, out))
+  np.testing.assert_allclose(out.images, expected, atol=1e-5)
   np.testing.assert_allclose(out.lam, mask.mean(axis=(1, 2)), atol=1e-6)
   smooth = 0.9 * np.eye(K)[np.asarray(labels)] + 0.1 / K
   lam = np.asarray(out.lam, np.float64)[:, None]
@@ -93,13 +108,22 @@ def test_elem_mode_is_a_loop_over_samples(method):
   out = jax.jit(mixer)(key, images, labels)
   _, mask_key = jax.random.split(key)
   keys = jax.random.split(mask_key, 7)
-  sampler = jax.jit(lambda k: mixer.sampler(k, (12, 10))[0])
+  sampler = jax.jit(lambda k: mixer.sampler(k, (12, 10)))
+  shown = _shown_partners(images, out)
   for i in range(7):
     partner = 6 - i
-    mask = sampler(keys[i]) if partner != i else jnp.ones((12, 10))
+    draw = sampler(keys[i])
+    mask = draw[0] if partner != i else jnp.ones((12, 10))
     np.testing.assert_allclose(out.mask[i], mask, atol=1e-6)
-    expected = mask[..., None] * images[i] + (1 - mask[..., None]) * images[partner]
-    np.testing.assert_allclose(out.images[i], expected, atol=1e-6)
+    if len(draw) == 3 and partner != i:  # the partner is pasted in this box
+      np.testing.assert_array_equal(out.paste.start[i], draw[2].start)
+      np.testing.assert_array_equal(out.paste.size[i], draw[2].size)
+      np.testing.assert_allclose(
+          shown[i], _paste.paste_resized(images[partner], draw[2]), atol=1e-5)
+    elif len(draw) == 2:
+      np.testing.assert_allclose(shown[i], images[partner], atol=1e-6)
+    expected = mask[..., None] * images[i] + (1 - mask[..., None]) * shown[i]
+    np.testing.assert_allclose(out.images[i], expected, atol=1e-5)
 
 
 def test_batch_mode_one_mask_pair_mode_one_per_pair():
