@@ -5,8 +5,11 @@ one costs. This script times, in one process on the default JAX backend (CPU
 on the VMs we use), ``jax.jit(mixer)`` returning only the mixed images and
 labels, for Mixup, CutMix, HMix (r=0.5) and GMix in the modes 'batch', 'pair'
 and 'elem' (optionally at several α, and timm's recipe ``timm``: CutMix with
-α = 1 or Mixup with α = 0.8, picked per draw with probability 1/2 each), next
-to plain jitted floor blends of the same batch:
+α = 1 or Mixup with α = 0.8, picked per draw with probability 1/2 each), and
+on request (``--methods``) FMix, GridMix, SmoothMix and ResizeMix with their
+defaults (``--alpha`` is λ ~ Beta(α, α) for every method but ResizeMix,
+which has no α and is timed once; GridMix's own default is λ ~ U(0.1, 0.9)),
+next to plain jitted floor blends of the same batch:
 
 - ``floor``: ``a * x + b * x[::-1]`` with scalars ``a``, ``b = 1 - a`` drawn
   from the key (the issue's floor: two reads and one write per pixel);
@@ -18,7 +21,8 @@ to plain jitted floor blends of the same batch:
 Next to each timing it prints counts from the function's optimised HLO
 (``hlo_stats``): kernels, threefry loops, YNNPACK reductions, materialised
 ``(B, H, W)`` mask buffers and gathers, the usual suspects when a method is
-slower than the floor.
+slower than the floor, and the FFTs, sorts and matmuls (FMix's spectrum,
+ResizeMix's resize).
 
 Measurements are interleaved: each round calls every function of a group (the
 floors and the three modes of one method) once, in a rotating order, so that
@@ -51,6 +55,12 @@ Example (a quick smoke run)::
   GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/mix_throughput.py \\
       --sizes 256x32x32x3 --modes batch,elem --alpha 1,0.8,0.2 \\
       --methods mixup,cutmix,hmix,gmix,timm --seconds 6
+
+The methods of issue 8 (docs/benchmarks.md, "New methods (issue 8)")::
+
+  GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python benchmarks/mix_throughput.py \\
+      --sizes 256x32x32x3,64x224x224x3 --modes batch,pair,elem \\
+      --methods fmix,gridmix,smoothmix,resizemix --seconds 5
 """
 
 import argparse
@@ -83,15 +93,30 @@ def _timm(*, alpha, **kw):
                           msda_jax.mixup(alpha=0.8, **kw)])
 
 
+def _resizemix(*, alpha, **kw):
+  """ResizeMix with its defaults; it has no α (the box side is τ ~ U(0.1, 0.8))."""
+  del alpha  # resizemix takes no alpha
+  return msda_jax.resizemix(**kw)
+
+
 METHODS = {
     "mixup": msda_jax.mixup,
     "cutmix": msda_jax.cutmix,
     "hmix": lambda **kw: msda_jax.hmix(r=0.5, **kw),
     "gmix": msda_jax.gmix,
     "timm": _timm,
+    # The methods of issue 8, with their defaults except α: every method but
+    # resizemix gets --alpha as λ ~ Beta(α, α), gridmix included (its own
+    # default is λ ~ U(0.1, 0.9); at α = 1 it is timed with λ ~ U(0, 1), which
+    # costs the same: one uniform, mapped affinely).
+    "fmix": msda_jax.fmix,
+    "gridmix": msda_jax.gridmix,
+    "smoothmix": msda_jax.smoothmix,
+    "resizemix": _resizemix,
 }
-# Methods whose α is part of the recipe: timed once, whatever --alpha says.
-FIXED_ALPHA = ("timm",)
+# Methods whose α is part of the recipe (or that have none): timed once,
+# whatever --alpha says.
+FIXED_ALPHA = ("timm", "resizemix")
 DEFAULT_METHODS = "mixup,cutmix,hmix,gmix"
 DEFAULT_SIZES = "256x32x32x3,64x224x224x3"
 
@@ -133,6 +158,9 @@ def hlo_stats(hlo: str, batch: int, height: int, width: int) -> dict:
   library-call fusions (YNNPACK reductions); ``mask_buffers``: materialised
   float32 ``(B, H, W)`` arrays (a mask that did not fuse into the blend);
   ``gathers``: gather ops (a partner read that is not a static reverse/roll).
+  In the whole module (fused computations included): ``ffts``, ``sorts`` and
+  ``dots`` (matrix products; ResizeMix's resize is two batched ones, and its
+  ``(B, H, H)`` / ``(B, W, W)`` weights count as mask buffers when H = W).
   """
   entry = hlo[hlo.index("\nENTRY"):]
   return {
@@ -142,6 +170,9 @@ def hlo_stats(hlo: str, batch: int, height: int, width: int) -> dict:
       "mask_buffers": len(re.findall(
           rf"= f32\[{batch},{height},{width}\]\{{", entry)),
       "gathers": len(re.findall(r" gather\(", entry)),
+      "ffts": len(re.findall(r" fft\(", hlo)),
+      "sorts": len(re.findall(r" sort\(", hlo)),
+      "dots": len(re.findall(r" dot\(", hlo)),
   }
 
 
@@ -310,7 +341,8 @@ def main(argv=None) -> int:
   parser.add_argument("--methods", default=DEFAULT_METHODS,
                       help=f"comma-separated, from {list(METHODS)} (default "
                       f"{DEFAULT_METHODS}; 'timm' is CutMix α=1 or Mixup "
-                      "α=0.8, 1/2 each, whatever --alpha says)")
+                      "α=0.8, 1/2 each, and 'resizemix' has no α: both are "
+                      "timed once, whatever --alpha says)")
   parser.add_argument("--modes", default=",".join(msda_jax.MODES))
   parser.add_argument("--partner", default="flip", choices=msda_jax.PARTNERS)
   parser.add_argument("--alpha", default="1.0",

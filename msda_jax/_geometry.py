@@ -103,7 +103,10 @@ def centered_box(center: jax.Array, shape: tuple[int, ...],
 
 def box_area(box: Box) -> jax.Array:
   """Number of pixels inside ``box`` (int32)."""
-  return jnp.prod(box.stop - box.start)
+  sides = box.stop - box.start
+  # An unrolled product: jnp.prod adds a reduction kernel per sample.
+  return functools.reduce(operator.mul,
+                          [sides[axis] for axis in range(sides.shape[0])])
 
 
 def box_mask(shape: tuple[int, ...], box: Box) -> jax.Array:
