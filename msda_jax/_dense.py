@@ -252,7 +252,8 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
   if is_int:
     def one_hot(m):
       if ignore_value is not None:
-        m = jnp.where(m == ignore_value, -1, m)
+        # int32 first: -1 would wrap to a real class in uint8 / uint16 maps.
+        m = jnp.where(m == ignore_value, -1, m.astype(jnp.int32))
       return jax.nn.one_hot(m, num_classes, dtype=jnp.float32)
     maps, partner, dtype = one_hot(maps), one_hot(partner), jnp.float32
   else:

@@ -289,8 +289,9 @@ def method_name(method: str, alpha, prob, **options) -> str:
     >>> method_name("hmix", 1.0, 1.0, r=0.5)
     'hmix(alpha=1, prob=1, r=0.5)'
   """
-  alpha = (f"({alpha[0]:g}, {alpha[1]:g})" if isinstance(alpha, (tuple, list))
-           else f"{float(alpha):g}")
+  alpha, prob = check_alpha(alpha), check_prob(prob)  # clear errors first
+  alpha = (f"({alpha[0]:g}, {alpha[1]:g})" if isinstance(alpha, tuple)
+           else f"{alpha:g}")
   extra = "".join(f", {k}={v}" for k, v in options.items() if v is not None)
   return f"{method}(alpha={alpha}, prob={float(prob):g}{extra})"
 

@@ -26,6 +26,7 @@ import numpy as np
 from jax import lax
 
 from msda_jax._engine import Alpha, mask_mixer, method_name
+from msda_jax._lam import as_lam
 from msda_jax._mixer import Mixer
 
 __all__ = ["fmix", "fmix_mask", "fmix_draw"]
@@ -70,13 +71,6 @@ def _check_max_soft(max_soft) -> float:
   if not 0.0 <= value < 0.5:
     raise ValueError(f"{message}; got {max_soft!r}")
   return value
-
-
-def _as_lam(lam) -> jax.Array:
-  """λ as float32; a host scalar outside [0, 1] is an error, a traced one is clipped."""
-  if _is_real(lam) and not 0.0 <= lam <= 1.0:
-    raise ValueError(f"lam must be in [0, 1]; got {lam!r}")
-  return jnp.clip(jnp.asarray(lam, jnp.float32), 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -283,7 +277,7 @@ def fmix_draw(key: jax.Array, shape: tuple[int, ...], lam, *,
   shape = _check_shape(shape)
   decay_power = _check_decay_power(decay_power)
   max_soft = _check_max_soft(max_soft)
-  lam = _as_lam(lam)
+  lam = as_lam(lam)
   size = math.prod(shape)
 
   coin_key, spectrum_key = jax.random.split(key)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from msda_jax import _geometry
-from msda_jax._engine import (Alpha, UniformMask, check_alpha, check_prob,
+from msda_jax._engine import (Alpha, UniformMask, check_prob,
                               mask_mixer, method_name, uniform_mask)
 from msda_jax._lam import as_lam
 from msda_jax._mixer import Mixer
@@ -176,7 +176,6 @@ def gridmix(*, alpha: Alpha = (0.1, 0.9), mode: str = "elem",
     >>> out.images.shape, out.labels.shape
     ((4, 32, 32, 3), (4, 10))
   """
-  alpha, prob = check_alpha(alpha), check_prob(prob)  # before naming
   n_holes, aspect = _check_n_holes(n_holes), _check_aspect(aspect)
   return mask_mixer(_rule(n_holes, aspect), alpha=alpha, mode=mode, prob=prob,
                     partner=partner, label_smoothing=label_smoothing,

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from msda_jax import _geometry
-from msda_jax._engine import (Alpha, UniformMask, check_alpha, check_prob,
+from msda_jax._engine import (Alpha, UniformMask, check_prob,
                               mask_mixer, method_name, uniform_mask)
 from msda_jax._lam import as_lam
 from msda_jax._mixer import Mixer
@@ -123,7 +123,6 @@ def smoothmix(*, alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
     >>> out.mask.shape
     (4, 24, 40)
   """
-  alpha, prob = check_alpha(alpha), check_prob(prob)  # before naming
   return mask_mixer(smoothmix_rule(), alpha=alpha, mode=mode, prob=prob,
                     partner=partner, label_smoothing=label_smoothing,
                     num_classes=num_classes,
