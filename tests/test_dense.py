@@ -401,3 +401,15 @@ def test_resizemix_maps_take_the_nearest_resized_partner():
     ref = _nearest_reference(maps[p[b]], starts[b], sizes[b])
     np.testing.assert_array_equal(mixed[b][inside], ref[inside])
     np.testing.assert_array_equal(mixed[b][~inside], maps[b][~inside])
+
+
+def test_ignore_value_in_uint8_maps_is_not_a_class():
+  # Catches: -1 for ignored pixels written in the maps' own dtype (uint8
+  # wraps it to 255, a real class when num_classes > 255).
+  out = msda_jax.mixup()(jax.random.key(0), jnp.zeros((2, 2, 2, 1)), None)
+  maps = jnp.array([[[255, 3], [3, 3]], [[3, 3], [3, 3]]], jnp.uint8)
+  t = mix_maps(out, maps, num_classes=300, ignore_value=255)
+  m = np.asarray(out.mask)
+  # Pixel (0, 0, 0): own label ignored, partner's (sample 1) is 3.
+  np.testing.assert_allclose(t[0, 0, 0, 255], 0.0)
+  np.testing.assert_allclose(t[0, 0, 0].sum(), 1 - m[0, 0, 0], atol=1e-6)

@@ -171,3 +171,13 @@ def test_labels_none_mixes_images_only():
   assert out.labels is None and out.images.shape == images.shape
   with pytest.raises(ValueError, match="rank 3 to 5"):
     msda_jax.cutmix()(jax.random.key(0), images[..., 0, 0], None)
+
+
+@pytest.mark.parametrize("factory", [msda_jax.mixup, msda_jax.cutmix,
+                                     msda_jax.hmix, msda_jax.gmix, msda_jax.fmix])
+def test_factories_name_bad_alpha_clearly(factory):
+  # Catches: the readable name built before alpha is checked (an IndexError
+  # or a float() error instead of a message naming alpha).
+  for bad in [(0.2,), "x", (0.9, 0.1)]:
+    with pytest.raises(ValueError, match="alpha"):
+      factory(alpha=bad)
