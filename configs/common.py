@@ -112,6 +112,9 @@ def base_config(data: ml_collections.ConfigDict,
   config.warmup_epochs = warmup_epochs
 
   config.parallelism = 'jit'  # Or 'pmap'.
+  # True: mixing partners come from the previous device's shard (a ppermute
+  # ring; msda.mode 'elem' or 'batch'), not from the device's own shard.
+  config.mix_across_devices = False
   config.log_every_steps = log_every_steps
   config.eval_every_epochs = eval_every_epochs
   config.eval_max_examples = 0  # > 0: evaluate that many, evenly spread.

@@ -1,17 +1,20 @@
 """The mixer: a pure function ``(key, images, labels) -> MixResult``."""
 
 import dataclasses
+import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from msda_jax import _mixing
 from msda_jax import _modes
 from msda_jax import _pairing
 from msda_jax import _paste
-from msda_jax._types import MaskSampler, MixResult, PasteBox
+from msda_jax._types import MaskSampler, MixResult
 
 __all__ = ["Mixer"]
 
@@ -32,7 +35,7 @@ def _check_label_smoothing(value) -> float:
 def _check_one_num_classes(value) -> Optional[int]:
   if value is None:
     return None
-  if (isinstance(value, bool) or not isinstance(value, (int, float))
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
       or int(value) != value or int(value) < 1):
     raise ValueError(
         f"num_classes must be None, a positive int, or one per integer label "
@@ -106,6 +109,29 @@ def _per_head(num_classes, labels) -> list:
   return [num_classes[top_index(path[0])] for path, _ in flat]
 
 
+# The most offending label values a ValueError lists.
+_MAX_LISTED = 10
+
+
+def _check_label_range(head, num_classes, where):
+  """Integer labels outside ``[0, K)`` raise when they are concrete.
+
+  Traced labels (under jit) cannot be read: `soft_labels` turns their targets
+  into NaN instead, so the loss shows them.
+  """
+  if isinstance(head, jax.core.Tracer):
+    return
+  values = np.asarray(head)
+  bad = values[(values < 0) | (values >= num_classes)]
+  if bad.size:
+    listed = list(dict.fromkeys(bad.tolist()))  # Unique, in batch order.
+    more = f" and {len(listed) - _MAX_LISTED} more" if len(
+        listed) > _MAX_LISTED else ""
+    raise ValueError(
+        f"labels{where} contain values outside [0, {num_classes}): "
+        f"{listed[:_MAX_LISTED]}{more} (num_classes={num_classes})")
+
+
 def _check_head(head, num_classes, batch_size, where):
   if jnp.issubdtype(head.dtype, jnp.integer):
     if head.ndim != 1:
@@ -117,6 +143,7 @@ def _check_head(head, num_classes, batch_size, where):
       raise ValueError(
           f"integer labels{where} need num_classes{per_head} (e.g. "
           f"mixup(num_classes=10)); or pass (B, K) float labels")
+    _check_label_range(head, num_classes, where)
   elif jnp.issubdtype(head.dtype, jnp.floating):
     if head.ndim != 2:
       raise ValueError(
@@ -135,6 +162,31 @@ def _check_head(head, num_classes, batch_size, where):
         f"{head.shape} and images of batch size {batch_size}")
 
 
+# Channel counts that make an axis-1 of images look like NCHW's channel axis.
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+def _warn_if_channels_first(shape):
+  """Warns for ``(B, C, H, W)`` / ``(B, C, D, H, W)``-looking images.
+
+  Axis 1 of 1, 3 or 4 entries, smaller than every later axis, is almost
+  surely a channel axis in the PyTorch layout; the mixer would then mask
+  across channels and mix along the last spatial axis as if it were colour.
+  Rank 3 ``(B, T, C)`` is left alone: ``(B, 1, F)`` is a legitimate
+  one-step sequence.
+  """
+  if len(shape) not in (4, 5):
+    return
+  channels, rest = shape[1], shape[2:]
+  if channels in _CHANNEL_COUNTS and all(channels < n for n in rest):
+    order = ", ".join(["0", *map(str, range(2, len(shape))), "1"])
+    warnings.warn(
+        f"images of shape {tuple(shape)} look channels-first (NCHW): axis 1 "
+        f"has {channels} entries, fewer than the spatial axes after it. The "
+        f"mixer expects channels last, (B, *spatial, C); transpose with "
+        f"images.transpose({order}).", UserWarning, stacklevel=4)
+
+
 @dataclasses.dataclass(frozen=True)
 class Mixer:
   """Mixes a batch: ``mixer(key, images, labels) -> MixResult``.
@@ -144,6 +196,16 @@ class Mixer:
   :func:`from_config`. A mixer is immutable, compares equal and hashes by
   value (``hmix() == hmix()``, so a jit with the mixer as a static argument
   compiles once); calling it is pure and jit-able.
+
+  Integer labels outside ``[0, num_classes)`` raise a ValueError naming
+  them when the call is eager; under jit (traced labels) the targets of such
+  a sample are NaN (all K entries), and so are the mixed labels of every
+  sample that took it as a partner, so the loss turns NaN at once instead of
+  silently ignoring the sample. To fail with the offending step under jit,
+  wrap the call: ``checkify.checkify(f, errors=checkify.float_checks)``
+  reports the first NaN the loss computes from them. Images that look
+  channels-first (``(B, C, H, W)`` with C of 1, 3 or 4 and smaller than H
+  and W; likewise rank 5) get a UserWarning saying how to transpose.
 
   Keys: ``partner_key, mask_key = jax.random.split(key)``; ``partner_key``
   draws the 'permute' pairing, ``mask_key`` the masks (see ``_modes``, and
@@ -185,6 +247,7 @@ class Mixer:
             or jnp.issubdtype(images.dtype, jnp.integer)):
       raise ValueError(
           f"images must have a float or integer dtype; got {images.dtype}")
+    _warn_if_channels_first(images.shape)
     if labels is None:
       return []
     heads = jax.tree_util.tree_flatten_with_path(labels)[0]
@@ -215,15 +278,64 @@ class Mixer:
     Returns:
       A :class:`MixResult`.
     """
+    return self.mix_with(key, images, labels)
+
+  def mix_with(self, key: jax.Array, images: jax.Array, labels,
+               partner_images: Optional[jax.Array] = None,
+               partner_labels: Any = None) -> MixResult:
+    """Mixes ``images`` with partners from ``partner_images`` (default: itself).
+
+    The mixer's body. ``mixer(key, x, y)`` is ``mixer.mix_with(key, x, y)``;
+    with another batch of the same shape (e.g. another device's shard,
+    :func:`shard_mixer` with ``across_devices=True``) sample ``i`` is mixed
+    with ``partner_images[p[i]]``, ``p`` the mixer's pairing, and
+    ``partner_index`` is the index ``p[i]`` into that batch.
+
+    Args:
+      key: a PRNG key.
+      images: as in ``__call__``.
+      labels: as in ``__call__``.
+      partner_images: None, or a batch like ``images``.
+      partner_labels: its labels, like ``labels`` (with ``partner_images``).
+
+    Returns:
+      A :class:`MixResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, msda_jax
+      >>> mixer = msda_jax.mixup(num_classes=2)
+      >>> out = mixer.mix_with(jax.random.key(0), jnp.zeros((2, 4, 4, 1)),
+      ...                      jnp.array([0, 0]), jnp.ones((2, 4, 4, 1)),
+      ...                      jnp.array([1, 1]))
+      >>> bool(jnp.allclose(out.images[..., 0].mean(axis=(1, 2)), 1 - out.lam))
+      True
+    """
     images = jnp.asarray(images)
     labels = jax.tree.map(jnp.asarray, labels)
     num_classes = self._check_inputs(images, labels)
     batch_size, spatial = images.shape[0], images.shape[1:-1]
-    leaves, treedef = jax.tree.flatten(labels)
-    targets = jax.tree.unflatten(treedef, [
-        _mixing.soft_labels(y, num_classes=k,
-                            label_smoothing=self.label_smoothing)
-        for y, k in zip(leaves, num_classes)])
+    own_batch = partner_images is None
+    if not own_batch:
+      partner_images = jnp.asarray(partner_images)
+      partner_labels = jax.tree.map(jnp.asarray, partner_labels)
+      if partner_images.shape != images.shape:
+        raise ValueError(
+            f"partner_images must have the shape of images {images.shape}; "
+            f"got {partner_images.shape}")
+      self._check_inputs(partner_images, partner_labels)
+      if self.mode == "pair":
+        raise ValueError(
+            "mode='pair' mixes both members of a pair with one mask, which "
+            "needs partners from the same batch; use mode 'elem' or 'batch'")
+
+    def targets_of(tree):
+      leaves, treedef = jax.tree.flatten(tree)
+      return jax.tree.unflatten(treedef, [
+          _mixing.soft_labels(y, num_classes=k,
+                              label_smoothing=self.label_smoothing)
+          for y, k in zip(leaves, num_classes)])
+
+    targets = targets_of(labels)
     index = jnp.arange(batch_size, dtype=jnp.int32)
     if self.sampler is None:
       return MixResult(images, targets, jnp.ones(batch_size, jnp.float32),
@@ -236,20 +348,24 @@ class Mixer:
     draw = _modes.draw_masks(self.sampler, mask_key, spatial, self.mode,
                              partner)
     masks, lam = draw[:2]
-    # Mixing with yourself is no mixing: keep such samples exact.
-    alone = partner == index
-    masks = jnp.where(alone.reshape(-1, *[1] * len(spatial)), 1.0, masks)
-    lam = jnp.where(alone, 1.0, lam)
+    if own_batch:
+      # Mixing with yourself is no mixing: keep such samples exact.
+      alone = partner == index
+      masks = jnp.where(alone.reshape(-1, *[1] * len(spatial)), 1.0, masks)
+      lam = jnp.where(alone, 1.0, lam)
+      partner_images, partner_targets = images, targets
+    else:
+      partner_targets = targets_of(partner_labels)
     take = lambda x: _pairing.take_partner(x, self.partner, partner)
-    partner_images = take(images)
+    shown = take(partner_images)
     paste = None
     if len(draw) == 3:
-      paste = PasteBox(*draw[2])
-      partner_images = jax.vmap(_paste.paste_resized)(partner_images, paste)
+      paste = draw[2]
+      shown = jax.vmap(_paste.paste_resized)(shown, paste)
     return MixResult(
-        images=_mixing.blend(images, partner_images, masks),
-        labels=jax.tree.map(lambda t: _mixing.mix_labels(t, take(t), lam),
-                            targets),
+        images=_mixing.blend(images, shown, masks),
+        labels=jax.tree.map(lambda t, p: _mixing.mix_labels(t, take(p), lam),
+                            targets, partner_targets),
         lam=lam,
         partner_index=partner,
         mask=masks,

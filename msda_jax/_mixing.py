@@ -52,15 +52,21 @@ def soft_labels(labels: jax.Array, *, num_classes: Optional[int] = None,
 
   Integer labels ``(B,)`` become one-hot over ``num_classes``; float labels
   ``(B, K)`` (one-hot, soft or multi-label) are used as they are. Smoothing
-  is ``(1 - ε) y + ε / K``.
+  is ``(1 - ε) y + ε / K``. An integer label outside ``[0, K)`` gives a row
+  of NaN (not ``jax.nn.one_hot``'s silent zeros), so a loss on it is NaN;
+  the :class:`Mixer` raises on such labels already when they are concrete.
 
   Example:
     >>> import jax.numpy as jnp
     >>> soft_labels(jnp.array([1]), num_classes=4, label_smoothing=0.2)
     Array([[0.05, 0.85, 0.05, 0.05]], dtype=float32)
+    >>> soft_labels(jnp.array([7]), num_classes=4)
+    Array([[nan, nan, nan, nan]], dtype=float32)
   """
   if jnp.issubdtype(labels.dtype, jnp.integer):
     targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    in_range = (labels >= 0) & (labels < num_classes)
+    targets = jnp.where(in_range[:, None], targets, jnp.nan)
   else:
     targets = labels.astype(jnp.float32)
   if label_smoothing:

@@ -96,7 +96,8 @@ def test_int_num_classes_serves_every_integer_head_and_leaves_float_heads():
   # Catches an int imposed on float heads ((B, 5) attrs refused for K = 7)
   # or applied to one integer head only.
   images, labels = _batch()
-  labels = dict(labels, coarse=labels["coarse"] + 4)  # Classes 4..6 of 7.
+  # fine in 0..6 (in range for K = 7), coarse in classes 4..6 of 7.
+  labels = dict(labels, fine=labels["fine"] % 7, coarse=labels["coarse"] + 4)
   out = msda_jax.mixup(num_classes=7)(jax.random.key(0), images, labels)
   assert out.labels["fine"].shape == out.labels["coarse"].shape == (B, 7)
   np.testing.assert_allclose(out.labels["attrs"], _expected(

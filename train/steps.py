@@ -22,7 +22,7 @@ from train import partitioning
 __all__ = [
     'ECE_BINS', 'MixFn', 'TrainState', 'create_train_state', 'eval_step',
     'init_train_state', 'make_jit_train_step', 'make_pmap_train_step',
-    'normalize_images', 'train_step'
+    'mixed_accuracy', 'normalize_images', 'train_step'
 ]
 
 MixFn = Callable[[jax.Array, jax.Array, jax.Array], msda_jax.MixResult]
@@ -85,6 +85,38 @@ def normalize_images(images: jax.Array, mean: jax.Array,
   return (images.astype(jnp.float32) - mean) / std
 
 
+def mixed_accuracy(predicted: jax.Array, labels: jax.Array, lam: jax.Array,
+                   partner_index: jax.Array, *,
+                   axis_name: str | None = None) -> jax.Array:
+  """Accuracy against both labels of a mix, weighted by λ (batch mean).
+
+  Per sample ``λ [pred == y] + (1 - λ) [pred == y_partner]``, the metric
+  FMix (Harris et al., 2020) reports for mixed training batches. A sample
+  left unmixed (λ = 1, its own partner) counts as plain accuracy.
+
+  ``partner_index`` is a global batch index (what `msda_jax.shard_mixer` and
+  `msda_jax.per_device` report): under jit ``labels`` is the global batch
+  and is indexed directly; under pmap (``axis_name`` given) the per-device
+  ``labels`` are gathered over the axis first (``B`` ints), so partners on
+  other devices are found too. The per-device mean it returns is averaged
+  over devices by the caller.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> mixed_accuracy(jnp.array([0, 0]), jnp.array([0, 2]),
+    ...                jnp.array([0.75, 0.25]), jnp.array([1, 0]))
+    Array(0.75, dtype=float32)
+  """
+  if axis_name is not None:
+    labels_all = jax.lax.all_gather(labels, axis_name, tiled=True)
+  else:
+    labels_all = labels
+  partner_labels = labels_all[partner_index]
+  lam = lam.astype(jnp.float32)
+  return jnp.mean(lam * (predicted == labels)
+                  + (1.0 - lam) * (predicted == partner_labels))
+
+
 def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
                schedule: optax.Schedule, mean: jax.Array, std: jax.Array,
                axis_name: str | None = None) -> tuple[TrainState, dict]:
@@ -105,7 +137,8 @@ def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
 
   Returns:
     (new state, metrics): train_loss, train_accuracy (against the dominant
-    label, the argmax of the soft labels), learning_rate.
+    label, the argmax of the soft labels), train_mixed_accuracy (against
+    both labels weighted by λ, `mixed_accuracy`), learning_rate.
   """
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   images = normalize_images(batch['images'], mean, std)
@@ -120,9 +153,12 @@ def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  accuracy = jnp.mean(
-      jnp.argmax(logits, -1) == jnp.argmax(mixed.labels, -1))
-  metrics = dict(train_loss=loss, train_accuracy=accuracy)
+  predicted = jnp.argmax(logits, -1)
+  accuracy = jnp.mean(predicted == jnp.argmax(mixed.labels, -1))
+  metrics = dict(train_loss=loss, train_accuracy=accuracy,
+                 train_mixed_accuracy=mixed_accuracy(
+                     predicted, batch['labels'], mixed.lam,
+                     mixed.partner_index, axis_name=axis_name))
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
@@ -136,13 +172,16 @@ def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
 
 def make_jit_train_step(mesh: jax.sharding.Mesh, *, model, tx, mixer,
                         schedule: optax.Schedule, mean: jax.Array,
-                        std: jax.Array) -> Callable:
+                        std: jax.Array, across_devices: bool = False
+                        ) -> Callable:
   """`train_step` compiled for a replicated state and a P('data') batch.
 
-  The mixer runs per device under `msda_jax.shard_mixer` inside the step.
+  The mixer runs per device under `msda_jax.shard_mixer` inside the step
+  (partners from the previous device's shard with ``across_devices``).
   The returned ``step(state, batch)`` donates ``state``.
   """
-  mix = msda_jax.shard_mixer(mixer, mesh, axis_name=partitioning.DATA_AXIS)
+  mix = msda_jax.shard_mixer(mixer, mesh, axis_name=partitioning.DATA_AXIS,
+                             across_devices=across_devices)
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   return jax.jit(
       functools.partial(train_step, model=model, tx=tx, mix=mix,
@@ -151,7 +190,8 @@ def make_jit_train_step(mesh: jax.sharding.Mesh, *, model, tx, mixer,
 
 
 def make_pmap_train_step(*, model, tx, mixer, schedule: optax.Schedule,
-                         mean: jax.Array, std: jax.Array) -> Callable:
+                         mean: jax.Array, std: jax.Array,
+                         across_devices: bool = False) -> Callable:
   """`train_step` under `jax.pmap` over the local devices (axis 'data').
 
   The state carries a leading device axis, batches are (devices, per-device,
@@ -159,7 +199,8 @@ def make_pmap_train_step(*, model, tx, mixer, schedule: optax.Schedule,
   metrics are ``pmean``-ed. The returned ``step(state, batch)`` donates
   ``state``.
   """
-  mix = msda_jax.per_device(mixer, axis_name=partitioning.DATA_AXIS)
+  mix = msda_jax.per_device(mixer, axis_name=partitioning.DATA_AXIS,
+                            across_devices=across_devices)
   return jax.pmap(
       functools.partial(train_step, model=model, tx=tx, mix=mix,
                         schedule=schedule, mean=mean, std=std,

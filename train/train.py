@@ -111,7 +111,8 @@ class _Runner:
   def __init__(self, config, model_fn, tx, mixer, schedule, mean, std):
     self.parallelism = config.parallelism
     self.mesh = partitioning.make_data_mesh()
-    common = dict(tx=tx, mixer=mixer, schedule=schedule, mean=mean, std=std)
+    common = dict(tx=tx, mixer=mixer, schedule=schedule, mean=mean, std=std,
+                  across_devices=config.get('mix_across_devices', False))
     if self.parallelism == 'jit':
       self.model = model_fn(None)
       self._train = steps_lib.make_jit_train_step(self.mesh, model=self.model,
