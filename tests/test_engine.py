@@ -181,3 +181,11 @@ def test_factories_name_bad_alpha_clearly(factory):
   for bad in [(0.2,), "x", (0.9, 0.1)]:
     with pytest.raises(ValueError, match="alpha"):
       factory(alpha=bad)
+
+
+def test_numpy_ints_are_accepted_as_num_classes():
+  # Catches: num_classes checked with isinstance(int) (np.int64 from a
+  # dataset's metadata refused).
+  assert msda_jax.mixup(num_classes=np.int64(10)).num_classes == 10
+  with pytest.raises(ValueError, match="num_classes"):
+    msda_jax.mixup(num_classes=np.float64(2.5))
