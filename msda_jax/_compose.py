@@ -4,12 +4,12 @@ The algebra closes: a choice of choices is a mixer like any other.
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 
-from msda_jax._engine import check_prob
+from msda_jax._engine import check_prob, is_schedule
 from msda_jax._mixer import Mixer
 from msda_jax._types import PasteBox
 
@@ -38,29 +38,51 @@ class ChoiceSampler:
   """Draws with one of ``samplers``, picked with weights ``probs``.
 
   Every sampler draws from the same key and the picked draw is selected (see
-  :func:`choice`). Compares equal by value.
+  :func:`choice`). ``probs`` is a tuple of weights or a schedule
+  ``step -> weights``. Compares equal by value (a schedule by identity).
   """
 
   samplers: tuple
-  probs: tuple
+  probs: Any
 
-  def __call__(self, key: jax.Array, shape):
+  @property
+  def scheduled(self) -> bool:
+    """Whether the weights or any sampler are scheduled (calls need a step)."""
+    return is_schedule(self.probs) or any(
+        getattr(s, "scheduled", False) for s in self.samplers)
+
+  def _weights(self, step):
+    if not is_schedule(self.probs):
+      return jnp.asarray(self.probs, jnp.float32)
+    weights = jnp.asarray(self.probs(step), jnp.float32)
+    if weights.shape != (len(self.samplers),):
+      raise ValueError(
+          f"the probs schedule must return one weight per mixer "
+          f"({len(self.samplers)},); got shape {weights.shape}")
+    return weights  # jax.random.choice normalises by the sum.
+
+  def __call__(self, key: jax.Array, shape, step=None):
+    if self.scheduled and step is None:
+      raise ValueError(
+          "this choice has a schedule (weights or a method's alpha/prob): "
+          "call it with step=")
     pick_key, mask_key = jax.random.split(key)
     pick = jax.random.choice(pick_key, len(self.samplers),
-                             p=jnp.asarray(self.probs, jnp.float32))
+                             p=self._weights(step))
     # Every method's mask is built from mask_key and the picked one selected.
     # Under vmap ('elem' and 'pair' modes) lax.switch lowers to this same
     # select anyway, and a vmapped lax.switch inside shard_map fails in JAX
     # 0.10 ("pvary is a invariant->variant collective"). In 'batch' mode it
     # builds a few masks instead of one: negligible next to the blend.
-    draws = [s(mask_key, shape) for s in self.samplers]
+    draws = [s(mask_key, shape, step) if getattr(s, "scheduled", False)
+             else s(mask_key, shape) for s in self.samplers]
     if any(len(d) == 3 for d in draws):
       draws = [_with_paste(d, shape) for d in draws]
     return jax.tree.map(lambda *xs: jax.lax.select_n(pick, *xs), *draws)
 
 
 def choice(mixers: Sequence[Mixer], *,
-           probs: Optional[Sequence[float]] = None) -> Mixer:
+           probs: Union[None, Sequence[float], Callable] = None) -> Mixer:
   """A mixer that picks one of ``mixers`` per draw, with weights ``probs``.
 
   In 'elem' mode each sample draws its own method, in 'pair' mode each pair,
@@ -71,7 +93,10 @@ def choice(mixers: Sequence[Mixer], *,
 
   Args:
     mixers: a non-empty sequence of mixers.
-    probs: weights, non-negative, summing to 1; uniform if None.
+    probs: weights, non-negative, summing to 1; uniform if None; or a
+      schedule ``step -> weights`` (an array of one non-negative weight per
+      mixer, normalised by its sum); the mixer is then called with
+      ``step=``. A method's own scheduled α or ``prob`` works either way.
 
   Returns:
     A :class:`Mixer`.
@@ -91,12 +116,20 @@ def choice(mixers: Sequence[Mixer], *,
         f"mixers must be a non-empty sequence of Mixer; got {mixers!r}")
   if probs is None:
     probs = [1.0 / len(mixers)] * len(mixers)
-  probs = [check_prob(p, f"probs[{i}]") for i, p in enumerate(probs)]
-  if len(probs) != len(mixers):
-    raise ValueError(
-        f"probs must have one weight per mixer ({len(mixers)}); got {len(probs)}")
-  if abs(sum(probs) - 1.0) > 1e-6:
-    raise ValueError(f"probs must sum to 1; got {probs} (sum {sum(probs)})")
+  scheduled = is_schedule(probs)
+  if not scheduled:
+    if isinstance(probs, str) or not hasattr(probs, "__len__"):
+      raise ValueError(
+          f"probs must be a sequence of weights or a schedule step -> "
+          f"weights; got {probs!r}")
+    probs = [check_prob(p, f"probs[{i}]", schedule=False)
+             for i, p in enumerate(probs)]
+    if len(probs) != len(mixers):
+      raise ValueError(
+          f"probs must have one weight per mixer ({len(mixers)}); got "
+          f"{len(probs)}")
+    if abs(sum(probs) - 1.0) > 1e-6:
+      raise ValueError(f"probs must sum to 1; got {probs} (sum {sum(probs)})")
   for field in ("mode", "partner", "label_smoothing", "num_classes"):
     values = [getattr(m, field) for m in mixers]
     if any(v != values[0] for v in values):
@@ -104,9 +137,12 @@ def choice(mixers: Sequence[Mixer], *,
           f"choice: all mixers must share {field}; got {values}. Build them "
           f"with the same {field}.")
   sampler = ChoiceSampler(tuple(m.sampler or _Unmixed() for m in mixers),
-                          tuple(probs))
+                          probs if scheduled else tuple(probs))
   first = mixers[0]
-  names = ", ".join(f"{m.name}: {p:g}" for m, p in zip(mixers, probs))
+  if scheduled:
+    names = ", ".join(m.name for m in mixers) + "; probs=schedule"
+  else:
+    names = ", ".join(f"{m.name}: {p:g}" for m, p in zip(mixers, probs))
   return Mixer(sampler, mode=first.mode, partner=first.partner,
                label_smoothing=first.label_smoothing,
                num_classes=first.num_classes, name=f"choice({names})")

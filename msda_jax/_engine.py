@@ -10,7 +10,8 @@ call that draws λ (the fast path of the built-in methods).
 Keys, for one sample key ``k`` (see :mod:`msda_jax._modes` for how a batch
 key becomes sample keys): ``u = jax.random.uniform(k, (2 + n + e,))`` where
 ``n`` is the mask's ``num_uniforms`` (0 for a plain ``mask_fn``) and
-``e = 0`` for λ ~ U(0, 1) = Beta(1, 1), else 1. λ comes from ``u[0]``
+``e = 0`` for λ ~ U(0, 1) = Beta(1, 1), else 1 (always 1 for a scheduled α,
+whose value is only known inside the trace). λ comes from ``u[0]``
 (and ``u[-1]``), the mix/no-mix coin is ``u[1] < prob``, and the mask is
 
 - ``mask_fn(jax.random.fold_in(k, 1), shape, λ)`` for a plain ``mask_fn``;
@@ -19,6 +20,13 @@ key becomes sample keys): ``u = jax.random.uniform(k, (2 + n + e,))`` where
 
 So a mixer's mask for a sample is reproduced by the public generator, called
 with that key and the sampled λ (see :func:`draw_lam`).
+
+Schedules: ``alpha`` and ``prob`` may be callables ``step -> value`` (an
+optax schedule, or any function of a traced int step written in jnp). A
+mixer built with one is called ``mixer(key, images, labels, step=step)``;
+the schedule is evaluated inside the trace, so changing the step never
+retraces. A scheduled α always takes the Beta path (it may be 1 at some
+steps), a scheduled ``prob`` always draws the coin (it may be 0).
 """
 
 import dataclasses
@@ -35,14 +43,28 @@ from msda_jax._types import MaskFn, PasteBox
 
 __all__ = [
     "UniformMask", "uniform_mask", "MethodSampler", "mask_mixer", "draw_lam",
-    "check_alpha", "check_prob", "mask_key", "method_name",
+    "check_alpha", "check_prob", "mask_key", "method_name", "is_schedule",
 ]
 
-Alpha = Union[float, tuple[float, float]]
+Schedule = Callable[[jax.Array], Any]
+Alpha = Union[float, tuple[float, float], Schedule]
+
+
+def is_schedule(value) -> bool:
+  """Whether ``value`` is a schedule ``step -> value`` (any callable).
+
+  Example:
+    >>> is_schedule(lambda step: 0.5), is_schedule(0.5)
+    (True, False)
+  """
+  return callable(value)
 
 
 def check_alpha(alpha) -> Alpha:
-  """α > 0 (λ ~ Beta(α, α)), or bounds ``(low, high)`` (λ ~ U(low, high))."""
+  """α > 0 (λ ~ Beta(α, α)), bounds ``(low, high)`` (λ ~ U(low, high)), or a
+  schedule ``step -> α`` (returned as it is; its values must be > 0)."""
+  if is_schedule(alpha):
+    return alpha
   if isinstance(alpha, (tuple, list)):
     message = (f"alpha as bounds must be a pair (low, high) with "
                f"0 <= low < high <= 1; got {alpha!r}")
@@ -64,18 +86,25 @@ def check_alpha(alpha) -> Alpha:
   return value
 
 
-def check_prob(prob, name: str = "prob") -> float:
-  """A probability in [0, 1]."""
+def check_prob(prob, name: str = "prob", *, schedule: bool = True):
+  """A probability in [0, 1], or (if ``schedule``) a schedule ``step -> prob``
+  (returned as it is)."""
+  if schedule and is_schedule(prob):
+    return prob
   try:
     value = float(prob)
   except (TypeError, ValueError):
-    raise ValueError(f"{name} must be a float in [0, 1]; got {prob!r}") from None
+    accepted = "a float in [0, 1]" + (
+        " or a schedule step -> prob" if schedule else "")
+    raise ValueError(f"{name} must be {accepted}; got {prob!r}") from None
   if not 0.0 <= value <= 1.0:
     raise ValueError(f"{name} must be in [0, 1]; got {prob!r}")
   return value
 
 
 def _extra_uniforms(alpha: Alpha) -> int:
+  if is_schedule(alpha):
+    return 1  # Its value is traced: always the Beta path.
   return 0 if isinstance(alpha, tuple) or alpha == 1.0 else 1
 
 
@@ -100,7 +129,7 @@ def draw_lam(u: jax.Array, alpha: Alpha) -> jax.Array:
   """
   if isinstance(alpha, tuple):
     return alpha[0] + (alpha[1] - alpha[0]) * u[0]
-  if alpha == 1.0:
+  if isinstance(alpha, (int, float)) and alpha == 1.0:
     return u[0]
   return _lam.beta_from_uniforms(u[0], u[-1], alpha)
 
@@ -241,27 +270,44 @@ class MethodSampler:
   (``(mask, mean, PasteBox)`` when the mask pastes a resized partner.) With
   probability ``1 - prob`` the sample is left unmixed: a mask of ones.
   Compares equal by value (a ``functools.partial`` mask by its function and
-  arguments).
+  arguments; schedules by identity).
+
+  ``alpha`` and ``prob`` may be schedules ``step -> value``; the sampler is
+  then :attr:`scheduled` and must be called ``sampler(key, shape, step)``.
   """
 
   mask_fn: MaskFn
   alpha: Alpha = 1.0
-  prob: float = 1.0
+  prob: Union[float, Schedule] = 1.0
 
-  def __call__(self, key: jax.Array, shape):
+  @property
+  def scheduled(self) -> bool:
+    """Whether α or ``prob`` is a schedule (calls then need a ``step``)."""
+    return is_schedule(self.alpha) or is_schedule(self.prob)
+
+  def __call__(self, key: jax.Array, shape, step=None):
     shape = tuple(shape)
+    if self.scheduled and step is None:
+      raise ValueError(
+          "this sampler has a scheduled alpha or prob: call it with step= "
+          "(the training step, an int or a traced int array)")
+    alpha = self.alpha
+    if is_schedule(alpha):
+      alpha = jnp.asarray(alpha(step), jnp.float32)
     fast = isinstance(self.mask_fn, UniformMask)
     n = self.mask_fn.num_uniforms if fast else 0
     u = jax.random.uniform(key, (2 + n + _extra_uniforms(self.alpha),),
                            jnp.float32)
-    lam = draw_lam(u, self.alpha)
+    lam = draw_lam(u, alpha)
     if fast:
       out = self.mask_fn.from_uniforms(u[2:2 + n], shape, lam)
     else:
       out = self.mask_fn(mask_key(key), shape, lam)
     mask, mean, paste = _as_draw(out, shape, f"mask_fn {self.mask_fn!r}")
-    if self.prob < 1.0:
-      mixed = u[1] < self.prob
+    if is_schedule(self.prob) or self.prob < 1.0:
+      prob = (jnp.asarray(self.prob(step), jnp.float32)
+              if is_schedule(self.prob) else self.prob)
+      mixed = u[1] < prob
       mask = jnp.where(mixed, mask, 1.0)
       mean = jnp.where(mixed, mean, 1.0)
       if paste is not None:
@@ -283,17 +329,24 @@ class MethodSampler:
 def method_name(method: str, alpha, prob, **options) -> str:
   """A built-in mixer's readable name: ``method(alpha=.., prob=.., opts)``.
 
-  Options set to None are left out.
+  Options set to None are left out; a schedule is shown as ``schedule``.
 
   Example:
     >>> method_name("hmix", 1.0, 1.0, r=0.5)
     'hmix(alpha=1, prob=1, r=0.5)'
+    >>> method_name("mixup", 0.2, lambda step: 1.0)
+    'mixup(alpha=0.2, prob=schedule)'
   """
   alpha, prob = check_alpha(alpha), check_prob(prob)  # clear errors first
-  alpha = (f"({alpha[0]:g}, {alpha[1]:g})" if isinstance(alpha, tuple)
-           else f"{alpha:g}")
+  if is_schedule(alpha):
+    alpha = "schedule"
+  elif isinstance(alpha, tuple):
+    alpha = f"({alpha[0]:g}, {alpha[1]:g})"
+  else:
+    alpha = f"{alpha:g}"
+  prob = "schedule" if is_schedule(prob) else f"{float(prob):g}"
   extra = "".join(f", {k}={v}" for k, v in options.items() if v is not None)
-  return f"{method}(alpha={alpha}, prob={float(prob):g}{extra})"
+  return f"{method}(alpha={alpha}, prob={prob}{extra})"
 
 
 def _default_name(mask_fn) -> str:
@@ -326,10 +379,13 @@ def mask_mixer(mask_fn: MaskFn, *, alpha: Alpha = 1.0, mode: str = "elem",
       PasteBox)`` to paste the partner resized into a box (ResizeMix).
       Options go in with ``functools.partial`` (mixers then compare equal
       by value) or :func:`uniform_mask`.
-    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for λ ~ U(low, high).
+    alpha: λ ~ Beta(α, α) for α > 0, or ``(low, high)`` for λ ~ U(low, high),
+      or a schedule ``step -> α`` (e.g. an optax schedule; values > 0).
     mode: 'elem' (one λ and mask per sample), 'pair' (per pair of partners)
       or 'batch' (one for the batch).
-    prob: probability that a sample (pair, batch) is mixed at all.
+    prob: probability that a sample (pair, batch) is mixed at all, or a
+      schedule ``step -> prob``. With a schedule the mixer is called
+      ``mixer(key, images, labels, step=step)`` (no retrace across steps).
     partner: the pairing, 'flip' (i with B-1-i), 'roll' (i with i-1) or
       'permute' (keyed random pairing).
     label_smoothing: ε, applied to the targets before mixing.
@@ -354,7 +410,8 @@ def mask_mixer(mask_fn: MaskFn, *, alpha: Alpha = 1.0, mode: str = "elem",
     raise ValueError(f"mask_fn must be callable; got {mask_fn!r}")
   alpha = check_alpha(alpha)
   prob = check_prob(prob)
-  sampler = None if prob == 0.0 else MethodSampler(mask_fn, alpha, prob)
+  off = not is_schedule(prob) and prob == 0.0  # A scheduled 0 still draws.
+  sampler = None if off else MethodSampler(mask_fn, alpha, prob)
   if name is None:
     name = _default_name(mask_fn)
   return Mixer(sampler, mode=mode, partner=partner,

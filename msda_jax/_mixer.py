@@ -214,7 +214,8 @@ class Mixer:
   Attributes:
     sampler: draws one sample's mask and its mean,
       ``sampler(key, shape) -> (mask, mean)`` (or ``(mask, mean, PasteBox)``);
-      None for the pass-through mixer.
+      None for the pass-through mixer. A sampler with a true ``scheduled``
+      attribute is called ``sampler(key, shape, step)``.
     mode: 'batch', 'pair' or 'elem'.
     partner: the pairing strategy, 'flip', 'roll' or 'permute'.
     label_smoothing: ε applied to the targets before mixing.
@@ -263,7 +264,14 @@ class Mixer:
       _check_head(head, k, images.shape[0], where)
     return num_classes
 
-  def __call__(self, key: jax.Array, images: jax.Array, labels) -> MixResult:
+  @property
+  def scheduled(self) -> bool:
+    """Whether the mixer has a schedule (α, ``prob`` or choice weights) and
+    so must be called with ``step=``."""
+    return bool(getattr(self.sampler, "scheduled", False))
+
+  def __call__(self, key: jax.Array, images: jax.Array, labels, *,
+               step=None) -> MixResult:
     """Mixes ``images`` and ``labels``.
 
     Args:
@@ -274,15 +282,27 @@ class Mixer:
         pytree of such heads, each mixed with the same λ; or None when
         only dense targets are mixed (:func:`mix_maps`), then
         ``MixResult.labels`` is None.
+      step: the training step (an int or a traced int array), required by
+        a :attr:`scheduled` mixer, which evaluates its schedules at it
+        inside the trace (a new step does not retrace); ignored otherwise.
 
     Returns:
       A :class:`MixResult`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, msda_jax
+      >>> mix = jax.jit(msda_jax.mixup(
+      ...     prob=lambda step: jnp.where(step < 100, 1.0, 0.0), num_classes=2))
+      >>> out = mix(jax.random.key(0), jnp.zeros((2, 4, 4, 1)),
+      ...           jnp.array([0, 1]), step=jnp.asarray(200))
+      >>> out.lam.tolist()                  # mixing is off after step 100
+      [1.0, 1.0]
     """
-    return self.mix_with(key, images, labels)
+    return self.mix_with(key, images, labels, step=step)
 
   def mix_with(self, key: jax.Array, images: jax.Array, labels,
                partner_images: Optional[jax.Array] = None,
-               partner_labels: Any = None) -> MixResult:
+               partner_labels: Any = None, *, step=None) -> MixResult:
     """Mixes ``images`` with partners from ``partner_images`` (default: itself).
 
     The mixer's body. ``mixer(key, x, y)`` is ``mixer.mix_with(key, x, y)``;
@@ -297,6 +317,7 @@ class Mixer:
       labels: as in ``__call__``.
       partner_images: None, or a batch like ``images``.
       partner_labels: its labels, like ``labels`` (with ``partner_images``).
+      step: the training step, as in ``__call__``.
 
     Returns:
       A :class:`MixResult`.
@@ -310,6 +331,17 @@ class Mixer:
       >>> bool(jnp.allclose(out.images[..., 0].mean(axis=(1, 2)), 1 - out.lam))
       True
     """
+    if self.scheduled:
+      if step is None:
+        raise ValueError(
+            f"mixer {self.name} has a schedule (alpha, prob or choice "
+            f"weights): call it with step=, e.g. mixer(key, images, labels, "
+            f"step=state.step)")
+      step = jnp.asarray(step)
+      if step.ndim != 0:
+        raise ValueError(f"step must be a scalar; got shape {step.shape}")
+    else:
+      step = None  # Unscheduled: the step changes nothing.
     images = jnp.asarray(images)
     labels = jax.tree.map(jnp.asarray, labels)
     num_classes = self._check_inputs(images, labels)
@@ -346,7 +378,7 @@ class Mixer:
     # The means come from the mask geometry, not a reduction over the masks,
     # so under jit the masks stay fused into the blend.
     draw = _modes.draw_masks(self.sampler, mask_key, spatial, self.mode,
-                             partner)
+                             partner, step=step)
     masks, lam = draw[:2]
     if own_batch:
       # Mixing with yourself is no mixing: keep such samples exact.

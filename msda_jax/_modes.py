@@ -27,10 +27,17 @@ def check_mode(mode: str) -> str:
 
 
 def draw_masks(sampler: MaskSampler, key: jax.Array, shape: tuple[int, ...],
-               mode: str, partner: jax.Array) -> tuple:
+               mode: str, partner: jax.Array, step=None) -> tuple:
   """Masks ``(B, *shape)``, their means ``(B,)`` (and a batched ``PasteBox``
-  when the sampler pastes) for the pairing ``partner``."""
+  when the sampler pastes) for the pairing ``partner``.
+
+  ``step`` (None, or the step of a scheduled sampler) is passed to the
+  sampler as its third argument, the same for every sample.
+  """
   batch_size = partner.shape[0]
+  if step is not None:
+    scheduled = sampler
+    sampler = lambda k, s: scheduled(k, s, step)
   if mode == "batch":
     draw = sampler(key, shape)
     return jax.tree.map(

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from msda_jax import _geometry
-from msda_jax._engine import UniformMask, check_prob, mask_mixer, uniform_mask
+from msda_jax._engine import (UniformMask, check_prob, is_schedule, mask_mixer,
+                              uniform_mask)
 from msda_jax._lam import as_lam
 from msda_jax._mixer import Mixer
 from msda_jax._types import PasteBox
@@ -104,6 +105,10 @@ def resizemix_mask(key: jax.Array, shape: tuple[int, int], lam, *,
   return resizemix_rule(scale=scale)(key, shape, lam)[0]
 
 
+def _prob_name(prob) -> str:
+  return "schedule" if is_schedule(prob) else f"{prob:g}"
+
+
 def resizemix(*, mode: str = "elem", prob: float = 1.0, partner: str = "flip",
               label_smoothing: float = 0.0, num_classes=None,
               scale: tuple[float, float] = (0.1, 0.8)) -> Mixer:
@@ -142,5 +147,5 @@ def resizemix(*, mode: str = "elem", prob: float = 1.0, partner: str = "flip",
   prob, scale = check_prob(prob), check_scale(scale)  # before naming
   return mask_mixer(_rule(scale), mode=mode, prob=prob, partner=partner,
                     label_smoothing=label_smoothing, num_classes=num_classes,
-                    name=f"resizemix(prob={prob:g}, scale=({scale[0]:g}, "
+                    name=f"resizemix(prob={_prob_name(prob)}, scale=({scale[0]:g}, "
                     f"{scale[1]:g}))")

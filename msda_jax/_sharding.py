@@ -26,7 +26,7 @@ from msda_jax._types import MixResult
 
 __all__ = ["data_mesh", "per_device", "shard_mixer"]
 
-MixFn = Callable[[jax.Array, jax.Array, jax.Array], MixResult]
+MixFn = Callable[..., MixResult]  # (key, images, labels, step=None)
 
 
 def data_mesh(*, devices: Optional[Sequence[jax.Device]] = None,
@@ -80,7 +80,8 @@ def per_device(mixer: Mixer, *, axis_name="data",
     across_devices: pair with samples of the previous device on a ring.
 
   Returns:
-    ``fn(key, images, labels) -> MixResult`` on the local shard.
+    ``fn(key, images, labels, step=None) -> MixResult`` on the local shard;
+    ``step`` (the same on every device) is required by a scheduled mixer.
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -100,20 +101,21 @@ def per_device(mixer: Mixer, *, axis_name="data",
         f"across_devices=True needs one axis name (a str); got axis_name "
         f"{axis_name!r}")
 
-  def mix_local(key: jax.Array, images: jax.Array,
-                labels: jax.Array) -> MixResult:
+  def mix_local(key: jax.Array, images: jax.Array, labels: jax.Array,
+                step=None) -> MixResult:
     index = jax.lax.axis_index(axis_name)
     local = images.shape[0]
     key = jax.random.fold_in(key, index)
     if not across_devices:
-      out = mixer(key, images, labels)
+      out = mixer(key, images, labels, step=step)
       return out._replace(partner_index=out.partner_index + index * local)
     n = jax.lax.axis_size(axis_name)
     ring = [(d, (d + 1) % n) for d in range(n)]  # d receives d - 1's shard.
     partner_images, partner_labels = jax.lax.ppermute(
         (images, labels), axis_name, perm=ring)
     offset = ((index - 1) % n) * local
-    out = mixer.mix_with(key, images, labels, partner_images, partner_labels)
+    out = mixer.mix_with(key, images, labels, partner_images, partner_labels,
+                         step=step)
     if mixer.sampler is None:  # The pass-through mixer: own global index.
       offset = index * local
     return out._replace(
@@ -142,7 +144,9 @@ def shard_mixer(mixer: Mixer, mesh: Mesh, *, axis_name: str = "data",
       :func:`per_device`).
 
   Returns:
-    ``fn(key, images, labels) -> MixResult`` on the global batch.
+    ``fn(key, images, labels, step=None) -> MixResult`` on the global batch;
+    ``step`` is replicated (required by a scheduled mixer, see
+    :attr:`Mixer.scheduled`).
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -159,5 +163,17 @@ def shard_mixer(mixer: Mixer, mesh: Mesh, *, axis_name: str = "data",
         f"axis_name {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
   batch = PartitionSpec(axis_name)
   body = per_device(mixer, axis_name=axis_name, across_devices=across_devices)
-  return jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(), batch, batch),
-                       out_specs=batch)
+  unstepped = jax.shard_map(body, mesh=mesh,
+                            in_specs=(PartitionSpec(), batch, batch),
+                            out_specs=batch)
+  stepped = jax.shard_map(body, mesh=mesh,
+                          in_specs=(PartitionSpec(), batch, batch,
+                                    PartitionSpec()),
+                          out_specs=batch)
+
+  def mix(key: jax.Array, images: jax.Array, labels, step=None) -> MixResult:
+    if step is None:  # A scheduled mixer raises its clear error inside.
+      return unstepped(key, images, labels)
+    return stepped(key, images, labels, jnp.asarray(step))
+
+  return mix

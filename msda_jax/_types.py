@@ -41,7 +41,9 @@ class MaskSampler(Protocol):
   ``sampler(key, shape) -> (mask, mean)`` draws λ, draws the mask for that λ
   and, with probability ``1 - prob``, replaces it by ones (sample left
   unmixed); ``mean`` is the mask's mean, the sample's label weight. This is
-  what a mixer vmaps over the batch, and what ``choice`` composes.
+  what a mixer vmaps over the batch, and what ``choice`` composes. A
+  sampler whose ``scheduled`` attribute is true (schedules of the step) is
+  called ``sampler(key, shape, step)``.
   """
 
   def __call__(self, key: jax.Array, shape: tuple[int, ...]) -> tuple:

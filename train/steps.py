@@ -119,7 +119,8 @@ def mixed_accuracy(predicted: jax.Array, labels: jax.Array, lam: jax.Array,
 
 def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
                schedule: optax.Schedule, mean: jax.Array, std: jax.Array,
-               axis_name: str | None = None) -> tuple[TrainState, dict]:
+               axis_name: str | None = None,
+               stepped: bool = False) -> tuple[TrainState, dict]:
   """One optimizer step on a batch of uint8 images and int labels.
 
   Args:
@@ -132,6 +133,8 @@ def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
     schedule: the learning-rate schedule (for logging).
     mean: per-channel mean in uint8 units.
     std: per-channel standard deviation in uint8 units.
+    stepped: call ``mix(key, images, labels, step=state.step)`` (a mixer
+      with schedules, `msda_jax.Mixer.scheduled`).
     axis_name: the pmap axis to average gradients and metrics over; None
       under jit, where the batch is global and XLA inserts the reductions.
 
@@ -142,7 +145,10 @@ def train_step(state: TrainState, batch: dict, *, model, tx, mix: MixFn,
   """
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   images = normalize_images(batch['images'], mean, std)
-  mixed = mix(key, images, batch['labels'])
+  if stepped:  # Schedules read the optimizer step inside the trace.
+    mixed = mix(key, images, batch['labels'], step=state.step)
+  else:
+    mixed = mix(key, images, batch['labels'])
 
   def loss_fn(params):
     logits, updates = model.apply(
@@ -185,7 +191,8 @@ def make_jit_train_step(mesh: jax.sharding.Mesh, *, model, tx, mixer,
   replicated = jax.sharding.NamedSharding(mesh, jax.P())
   return jax.jit(
       functools.partial(train_step, model=model, tx=tx, mix=mix,
-                        schedule=schedule, mean=mean, std=std),
+                        schedule=schedule, mean=mean, std=std,
+                        stepped=mixer.scheduled),
       out_shardings=replicated, donate_argnums=0)
 
 
@@ -204,7 +211,8 @@ def make_pmap_train_step(*, model, tx, mixer, schedule: optax.Schedule,
   return jax.pmap(
       functools.partial(train_step, model=model, tx=tx, mix=mix,
                         schedule=schedule, mean=mean, std=std,
-                        axis_name=partitioning.DATA_AXIS),
+                        axis_name=partitioning.DATA_AXIS,
+                        stepped=mixer.scheduled),
       axis_name=partitioning.DATA_AXIS, donate_argnums=0)
 
 

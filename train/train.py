@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import msda_jax
 import numpy as np
+import optax
 import tqdm
 
 from train import augment
@@ -60,14 +61,74 @@ def _channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
   return stats[0], stats[1]
 
 
-def _msda_config(config: ml_collections.ConfigDict, num_classes: int) -> dict:
+def mix_schedule(spec, steps_per_epoch: int, *, base: float = 1.0,
+                 name: str = 'msda.prob_schedule'):
+  """An optax schedule (of the optimizer step) from a config spec, or None.
+
+  Specs: None (no schedule); ``dict(kind='off_after_epoch', epoch=E)``:
+  ``base`` before epoch E, 0 from it on (timm's ``mixup_off_epoch``; for
+  ``prob``); ``dict(kind='linear', start=a, end=b, epochs=E)``: a linear
+  ramp from a to b over the first E epochs, then b.
+
+  Example:
+    >>> s = mix_schedule(dict(kind='off_after_epoch', epoch=2), 10)
+    >>> float(s(19)), float(s(20))
+    (1.0, 0.0)
+  """
+  if spec is None:
+    return None
+  spec = dict(spec)
+  kind = spec.pop('kind', None)
+  try:
+    if kind == 'off_after_epoch':
+      (epoch,) = (spec.pop('epoch'),)
+      boundary = int(round(float(epoch) * steps_per_epoch))
+      schedule = optax.join_schedules(
+          [optax.constant_schedule(float(base)), optax.constant_schedule(0.0)],
+          [boundary])
+    elif kind == 'linear':
+      start, end, epochs = spec.pop('start'), spec.pop('end'), spec.pop('epochs')
+      schedule = optax.linear_schedule(
+          float(start), float(end),
+          transition_steps=max(int(round(float(epochs) * steps_per_epoch)), 1))
+    else:
+      raise KeyError
+  except (KeyError, TypeError, ValueError):
+    raise ValueError(
+        f"{name} must be None, dict(kind='off_after_epoch', epoch=E) or "
+        f"dict(kind='linear', start=a, end=b, epochs=E); got kind {kind!r} "
+        f'with {spec}') from None
+  if spec:
+    raise ValueError(f'{name} has unknown fields {sorted(spec)}')
+  return schedule
+
+
+def _msda_config(config: ml_collections.ConfigDict, num_classes: int,
+                 steps_per_epoch: int | None = None) -> dict:
   """``config.msda`` for `msda_jax.from_config`, with the dataset's classes.
 
   ``msda.num_classes`` None (the configs' default) takes the dataset's class
   count; an explicit count must equal it (a smaller one would one-hot the
-  larger labels to zeros without an error).
+  larger labels to zeros without an error). ``msda.prob_schedule`` /
+  ``msda.alpha_schedule`` (optional, see `mix_schedule`) become optax
+  schedules of the optimizer step in place of ``prob`` / ``alpha``.
   """
   msda = config.msda.to_dict()
+  for field, target in (('prob_schedule', 'prob'),
+                        ('alpha_schedule', 'alpha')):
+    spec = msda.pop(field, None)
+    if spec is None:
+      continue
+    if steps_per_epoch is None:
+      raise ValueError(f'msda.{field} needs the steps per epoch')
+    if msda.get('method') == 'choice':
+      raise ValueError(
+          f'msda.{field} applies to one method; with method=choice schedule '
+          'the choices in code (msda_jax.choice(..., probs=schedule))')
+    base = msda.get(target, 1.0)
+    base = 1.0 if base is None or isinstance(base, (list, tuple)) else base
+    msda[target] = mix_schedule(spec, steps_per_epoch, base=base,
+                                name=f'msda.{field}')
   given = msda.get('num_classes')
   if given is None:
     msda['num_classes'] = num_classes
@@ -248,7 +309,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
 
   dataset = datasets.load_dataset(config.data)
-  mixer = msda_jax.from_config(_msda_config(config, dataset.num_classes))
 
   def model_fn(bn_axis_name: str | None):
     return models.create_model(
@@ -260,6 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       config.data.augment, config.data.image_size, config.data.channels)
   placement, batches, test_source = _training_data(config, dataset)
   steps_per_epoch = batches.steps_per_epoch
+  mixer = msda_jax.from_config(
+      _msda_config(config, dataset.num_classes, steps_per_epoch))
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   stop_step = total_steps if halt_at_step is None else min(halt_at_step,
                                                            total_steps)
