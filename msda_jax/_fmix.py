@@ -25,28 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from msda_jax import _geometry
 from msda_jax._engine import Alpha, mask_mixer, method_name
 from msda_jax._lam import as_lam
 from msda_jax._mixer import Mixer
 
 __all__ = ["fmix", "fmix_mask", "fmix_draw"]
-
-_SHAPE_MESSAGE = "shape must be a tuple of 1, 2 or 3 positive ints"
-
-
-def _check_shape(shape) -> tuple[int, ...]:
-  try:
-    dims = tuple(shape)
-    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
-               for d in dims):
-      raise TypeError
-    dims = tuple(int(d) for d in dims)
-  except TypeError:
-    raise ValueError(f"{_SHAPE_MESSAGE}; got {shape!r}") from None
-  if not 1 <= len(dims) <= 3 or min(dims) <= 0:
-    raise ValueError(f"{_SHAPE_MESSAGE}; got {shape!r}")
-  return dims
-
 
 def _is_real(value) -> bool:
   """A host real number (Python or NumPy), not a bool, a string or an array."""
@@ -274,7 +258,7 @@ def fmix_draw(key: jax.Array, shape: tuple[int, ...], lam, *,
     >>> int(mask.sum()) in (307, 308), float(mean) == float(mask.mean())
     (True, True)
   """
-  shape = _check_shape(shape)
+  shape = _geometry.check_shape(shape)
   decay_power = _check_decay_power(decay_power)
   max_soft = _check_max_soft(max_soft)
   lam = as_lam(lam)

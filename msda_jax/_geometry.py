@@ -16,7 +16,7 @@ import jax.numpy as jnp
 __all__ = [
     "Box", "per_axis_uniforms", "center_from_uniform", "centered_box",
     "box_mask", "box_area", "outer_product", "root",
-    "check_2d_shape",
+    "check_shape", "check_2d_shape",
 ]
 
 
@@ -135,6 +135,26 @@ def root(x: jax.Array, n: int) -> jax.Array:
   if n == 3:
     return jnp.cbrt(x)
   raise ValueError(f"n must be 1, 2 or 3; got {n!r}")
+
+
+def check_shape(shape) -> tuple[int, ...]:
+  """A mask's static spatial shape: a tuple of 1 to 3 positive ints.
+
+  Example:
+    >>> check_shape((32, 24))
+    (32, 24)
+  """
+  message = (f"shape must be a tuple of 1 to 3 positive ints ((T,), (H, W) "
+             f"or (D, H, W)); got {shape!r}")
+  try:
+    sizes = tuple(shape)
+  except TypeError:
+    raise ValueError(message) from None
+  if (not all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+              for s in sizes)
+      or not 1 <= len(sizes) <= 3 or min(sizes) <= 0):
+    raise ValueError(message)
+  return tuple(int(s) for s in sizes)
 
 
 def check_2d_shape(shape, method: str) -> tuple[int, int]:

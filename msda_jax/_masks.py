@@ -51,18 +51,6 @@ __all__ = [
 ]
 
 
-def _check_shape(shape) -> tuple[int, ...]:
-  message = (f"shape must be a tuple of 1 to 3 positive ints ((T,), (H, W) "
-             f"or (D, H, W)); got {shape!r}")
-  try:
-    sizes = tuple(operator.index(s) for s in shape)
-  except TypeError:
-    raise ValueError(message) from None
-  if not 1 <= len(sizes) <= 3 or min(sizes) <= 0:
-    raise ValueError(message)
-  return sizes
-
-
 def check_exact_box(exact_box) -> bool:
   """Validates ``exact_box``: True or False."""
   if not isinstance(exact_box, (bool, np.bool_)):
@@ -181,7 +169,7 @@ def _gmix(u, shape, lam):
 
 def _checked(u, shape, lam, *, rule, **options):
   """Validates ``shape`` and ``lam``, then applies the named rule."""
-  return _RULES[rule](u, _check_shape(shape), _lam.as_lam(lam), **options)
+  return _RULES[rule](u, _geometry.check_shape(shape), _lam.as_lam(lam), **options)
 
 
 _RULES = {"mixup": _mixup, "cutmix": _cutmix, "cutmix_minmax": _cutmix_minmax,

@@ -386,7 +386,7 @@ def test_traced_lam_is_clipped():
 def test_bad_shape_is_a_value_error(shape):
   # Bug: an unchecked shape failing deep inside the FFT (or silently making
   # a 4-D mask) instead of a ValueError naming the argument.
-  with pytest.raises(ValueError, match="shape must be a tuple of 1, 2 or 3"):
+  with pytest.raises(ValueError, match="shape must be a tuple of 1 to 3 positive ints"):
     fmix_draw(jax.random.key(0), shape, 0.5)
 
 
