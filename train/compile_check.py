@@ -61,8 +61,8 @@ from train import train as train_lib
 
 __all__ = [
     'CLASS_COUNTS', 'COLLECTIVES', 'RunParts', 'build_run', 'check',
-    'collective_ops', 'count_collectives', 'dataset_facts', 'format_report', 'main',
-    'require_fit', 'training_config'
+    'collective_ops', 'count_collectives', 'dataset_facts', 'format_report',
+    'judge_fit', 'main', 'require_fit', 'training_config'
 ]
 
 # Classes and training-set size of the datasets the configs name, so that
@@ -72,9 +72,9 @@ CLASS_COUNTS = {'digits': (10, 1437), 'cifar10': (10, 50_000),
 COLLECTIVES = ('all-reduce', 'all-gather', 'collective-permute', 'all-to-all',
                'reduce-scatter')
 # An HLO instruction's opcode is followed by '('; its name (%all-reduce.3)
-# by a space or a '.'. Async pairs count once, at '-start'.
+# by a space, ',' or '.'. Async pairs count once, at '-start'.
 _COLLECTIVE_RE = re.compile(
-    r'(?<![\w%.-])(' + '|'.join(COLLECTIVES) + r')(?:-start)?\(')
+    '(' + '|'.join(COLLECTIVES) + r')(?:-start)?\(')
 _ARRAY_RE = re.compile(r'\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]')
 _DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2,
                 'bf16': 2, 's32': 4, 'u32': 4, 'f32': 4, 's64': 8, 'u64': 8,
@@ -265,7 +265,7 @@ def _compile(name: str, jitted, *args) -> tuple[Any, float]:
     raise
 
 
-def _step_record(compiled, compile_seconds: float, hbm_bytes: int) -> dict:
+def _step_record(compiled, compile_seconds: float) -> dict:
   """Per-device memory, cost and collectives of one compiled step."""
   memory = compiled.memory_analysis()
   record = dict(
@@ -278,8 +278,6 @@ def _step_record(compiled, compile_seconds: float, hbm_bytes: int) -> dict:
   record['total_bytes'] = (record['argument_bytes'] + record['output_bytes']
                            - record['alias_bytes'] + record['temp_bytes']
                            + record['generated_code_bytes'])
-  record['hbm_fraction'] = record['total_bytes'] / hbm_bytes
-  record['fits'] = record['total_bytes'] <= hbm_bytes
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older JAX: one dict per program.
     cost = cost[0] if cost else {}
@@ -296,11 +294,33 @@ def _step_record(compiled, compile_seconds: float, hbm_bytes: int) -> dict:
   return record
 
 
-def _methods_to_compile(config, methods: Sequence[str] | None) -> list[str]:
+def _methods_to_compile(config, methods: Sequence[str] | None,
+                        baseline: str | None) -> list[str]:
   wanted = list(methods) if methods else [config.msda.method]
-  if 'none' not in wanted:
-    wanted.append('none')  # The reference of the differences.
+  if baseline is not None and baseline not in wanted:
+    wanted.append(baseline)  # The reference of the differences.
   return list(dict.fromkeys(wanted))
+
+
+def _steps(report: dict) -> list[tuple[str, dict]]:
+  steps = [(f'train step ({method})', record)
+           for method, record in report['train'].items()]
+  if 'eval' in report:
+    steps.append(('eval step', report['eval']))
+  return steps
+
+
+def judge_fit(report: dict, hbm_bytes: int) -> dict:
+  """Sets ``hbm_bytes_per_device`` and each step's ``hbm_fraction``, ``fits``.
+
+  A step fits when its ``total_bytes`` per device are at most ``hbm_bytes``.
+  Returns ``report`` (changed in place).
+  """
+  report['hbm_bytes_per_device'] = int(hbm_bytes)
+  for _, record in _steps(report):
+    record['hbm_fraction'] = record['total_bytes'] / hbm_bytes
+    record['fits'] = record['total_bytes'] <= hbm_bytes
+  return report
 
 
 def _with_method(config: ml_collections.ConfigDict,
@@ -314,7 +334,7 @@ def _with_method(config: ml_collections.ConfigDict,
 def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
           devices: Sequence[Any], methods: Sequence[str] | None = None,
           hbm_bytes: int | None = None, num_classes: int | None = None,
-          eval_step: bool = True) -> dict:
+          eval_step: bool = True, baseline: str | None = 'none') -> dict:
   """Compiles the train step per method (and the eval step) for ``devices``.
 
   Args:
@@ -322,18 +342,22 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
     target: the slice compiled for (names and HBM in the report).
     devices: `tpu_topology.compile_devices` of ``target``.
     methods: mixing methods to compile the train step with (each replaces
-      ``msda.method``); None: the config's. 'none' is always added.
+      ``msda.method``); None: the config's.
     hbm_bytes: device memory to compare with; None: the chip's HBM.
     num_classes: the dataset's class count, where `dataset_facts` cannot
       tell it.
     eval_step: also compile the eval step.
+    baseline: the method every other one is compared with (added to
+      ``methods``; its own ``vs_none`` differences are zeros); None: no
+      comparison.
 
   Returns:
     The report: the slice and batch, state sizes, and under ``train`` one
     record per method (``argument_bytes``, ``output_bytes``,
     ``alias_bytes``, ``temp_bytes``, ``total_bytes``, ``hbm_fraction``,
-    ``fits``, ``flops``, ``bytes_accessed``, ``collectives``, and
-    ``vs_none``: the differences from method 'none'), ``eval`` likewise.
+    ``fits``, ``flops``, ``bytes_accessed``, ``collectives`` (counts by
+    kind), ``collective_ops`` (kind, shape and bytes of each), and
+    ``vs_none``: the differences from ``baseline``), ``eval`` likewise.
 
   Raises:
     ValueError: a batch size that does not divide over the devices, a
@@ -361,14 +385,14 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
       topology=target.topology, accelerator_type=target.accelerator_type,
       name=target.name, platform=devices[0].platform,
       device_kind=devices[0].device_kind, num_devices=len(devices),
-      hbm_bytes_per_device=hbm, model=config.model.name,
+      model=config.model.name,
       model_dtype=config.model.dtype, batch_size=config.batch_size,
       per_device_batch=config.batch_size // len(devices),
       eval_batch_size=config.eval_batch_size,
       mix_across_devices=across, train={})
   records = report['train']
   parts = None
-  for method in _methods_to_compile(config, methods):
+  for method in _methods_to_compile(config, methods, baseline):
     parts = build_run(_with_method(config, method), num_classes)
     model = parts.model_fn(None)
     state = jax.eval_shape(functools.partial(
@@ -386,7 +410,7 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
     compiled, seconds = _compile(f'the train step ({method})', step,
                                  _abstract(state, replicated), batch)
     records[method] = dict(mixer=parts.mixer.name,
-                           **_step_record(compiled, seconds, hbm))
+                           **_step_record(compiled, seconds))
   report.update(
       num_classes=parts.num_classes, image_shape=list(parts.image_shape),
       steps_per_epoch=parts.steps_per_epoch,
@@ -396,10 +420,11 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
       state_bytes=_tree_bytes(state),
       batch_bytes_per_device=_tree_bytes(batch) // len(devices))
   for method, record in records.items():
-    record['vs_none'] = {
-        key: record[key] - records['none'][key]
-        for key in ('argument_bytes', 'temp_bytes', 'total_bytes', 'flops',
-                    'bytes_accessed')}
+    if baseline is not None:
+      record['vs_none'] = {
+          key: record[key] - records[baseline][key]
+          for key in ('argument_bytes', 'temp_bytes', 'total_bytes', 'flops',
+                      'bytes_accessed')}
   if eval_step:
     evaluate = jax.jit(functools.partial(
         steps_lib.eval_step, model=parts.model_fn(None), mean=parts.mean,
@@ -412,18 +437,14 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
         mask=jax.ShapeDtypeStruct((size,), jnp.float32, sharding=sharded))
     compiled, seconds = _compile('the eval step', evaluate,
                                  _abstract(state, replicated), eval_batch)
-    report['eval'] = _step_record(compiled, seconds, hbm)
-  return report
+    report['eval'] = _step_record(compiled, seconds)
+  return judge_fit(report, hbm)
 
 
 def require_fit(report: dict) -> None:
   """Raises ValueError naming every step of ``report`` that exceeds HBM."""
-  steps = [(f'train step ({method})', record)
-           for method, record in report['train'].items()]
-  if 'eval' in report:
-    steps.append(('eval step', report['eval']))
-  too_big = [f'{name}: {_gib(r["total_bytes"])} GiB' for name, r in steps
-             if not r['fits']]
+  too_big = [f'{name}: {_gib(r["total_bytes"])} GiB'
+             for name, r in _steps(report) if not r['fits']]
   if too_big:
     raise ValueError(
         f'does not fit: per device {"; ".join(too_big)} > '
