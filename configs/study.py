@@ -5,8 +5,8 @@ r"""A study: none, mixup, cutmix, hmix and gmix x seeds under one protocol.
   python -m train.study --config=configs/study.py:gpu --workdir=/tmp/study_gpu
 
 The cpu and gpu presets read the CIFAR-10 image folder; extract the JPEG copy
-once: ``mkdir -p /tmp/cifar10-jpeg && tar -xzf
-/work/shared/data/cifar10-jpeg.tar.gz -C /tmp/cifar10-jpeg`` (elsewhere:
+once, from the repository root: ``mkdir -p /tmp/cifar10-jpeg && tar -xzf
+../shared/data/cifar10-jpeg.tar.gz -C /tmp/cifar10-jpeg`` (elsewhere:
 ``--config.base.data.data_dir=ROOT``).
 
 ``study.methods`` and ``study.seeds`` set the grid; ``base`` is a full training

@@ -19,9 +19,9 @@ plus a pixel-level regulariser whose weight for a pixel pair is this
 expectation: flat in distance for Mixup (a global input-gradient penalty),
 decaying for CutMix (a local one).
 
-The PNG is drawn with Pillow (the ``show`` extra; matplotlib is not a
-dependency), imported inside :func:`plot`, so ``import msda_jax`` never loads
-it. A method of the table whose factory this msda_jax lacks is an error
+The PNG is drawn with matplotlib (the ``plot`` extra: ``pip install -e
+".[plot]"``), imported inside :func:`figure`, so ``import msda_jax`` never
+loads it; without it the command stops before measuring, saying so. A method of the table whose factory this msda_jax lacks is an error
 naming it, never skipped.
 
 Example:
@@ -43,11 +43,13 @@ from typing import NamedTuple, Optional, Sequence
 import jax
 import numpy as np
 
+from msda_jax import _plot
 from msda_jax._pair_weights import PairWeights, pair_weights
 
 __all__ = [
     "Method", "METHODS", "TABLE_OFFSETS", "DEFAULT_NUM_SAMPLES", "MARGINS",
-    "method_names", "build", "measure", "write_tables", "plot", "main",
+    "method_names", "build", "measure", "write_tables", "figure", "plot",
+    "main",
 ]
 
 
@@ -204,76 +206,66 @@ def write_tables(stem: str, curves: dict[str, PairWeights], *, size: int,
   return json_path, md_path
 
 
-def _font(size: int):
-  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
-  try:
-    return ImageFont.load_default(size=size)
-  except TypeError:  # Pillow < 10.1: one bitmap size.
-    return ImageFont.load_default()
+def figure(curves: dict[str, PairWeights], *, size: int, num_samples: int,
+           image_size: tuple[int, int] = (980, 560)):
+  """The curves against the offset, as a matplotlib ``Figure`` (not saved).
+
+  One line per method in its :data:`METHODS` colour, the first method on
+  top (Mixup over HMix r=0, which is the same curve); the legend, in the
+  order of ``curves``, right of the axes.
+
+  Args:
+    curves: ``{name: PairWeights}`` with names from :data:`METHODS`.
+    size: the grid side (the x axis runs over ``0 .. size - 1``).
+    num_samples: masks per method (for the caption).
+    image_size: width and height in pixels; the axes leave :data:`MARGINS`.
+
+  Raises:
+    ImportError: matplotlib is not installed (the message says how to
+      install it).
+  """
+  width, height = image_size
+  left, right, top, bottom = MARGINS
+  fig = _plot.new_figure(image_size)
+  fig.subplots_adjust(left=left / width, right=1 - right / width,
+                      top=1 - top / height, bottom=bottom / height)
+  axes = fig.add_subplot()
+  lines = [_plot.Line(w.offsets[:, -1], w.mean, name, _lookup(name).colour)
+           for name, w in curves.items()]
+  _plot.draw_lines(axes, lines, xlabel="offset l - k (pixels, same row)",
+                   ylabel="E[(1 - M_k)(1 - M_l)]", marker_size=3.5)
+  peak = max(float(w.mean.max()) for w in curves.values())
+  axes.set_xlim(-0.02 * max(size - 1, 1), max(size - 1, 1) * 1.02)
+  axes.set_ylim(0, max(0.1, float(np.ceil(peak * 10 + 1e-9)) / 10))
+  axes.xaxis.set_major_locator(_integer_locator())
+  worst = max(float(w.stderr.max()) for w in curves.values())
+  fig.text(left / width, 1 - 10 / height,
+           "Pixel-pair regulariser weight E[(1 - M_k)(1 - M_l)] vs horizontal "
+           f"offset, {size}x{size}", ha="left", va="top", fontsize=12)
+  fig.text(left / width, 1 - 32 / height,
+           f"{num_samples} masks per method; standard errors <= {worst:.4f}. "
+           "Flat: global (Mixup); decaying: local (CutMix).", ha="left",
+           va="top", fontsize=9.5, color="#464646")
+  axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              fontsize=9.5, borderaxespad=0.0)
+  return fig
+
+
+def _integer_locator():
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
+  return MaxNLocator(nbins=9, integer=True)
 
 
 def plot(path: str, curves: dict[str, PairWeights], *, size: int,
          num_samples: int, image_size: tuple[int, int] = (980, 560)) -> None:
-  """Draws the curves against the offset as a PNG (Pillow).
+  """Draws :func:`figure` to ``path`` as a PNG of ``image_size`` pixels.
 
-  Args:
-    path: the PNG file.
-    curves: ``{name: PairWeights}`` with names from :data:`METHODS`.
-    size: the grid side (the x axis runs over ``0 .. size - 1``).
-    num_samples: masks per method (for the caption).
-    image_size: width and height in pixels.
+  Raises:
+    ImportError: matplotlib is not installed.
+    ValueError: ``path`` is not a ``.png``.
   """
-  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
-
-  width, height = image_size
-  left, right, top, bottom = MARGINS
-  image = Image.new("RGB", image_size, "white")
-  draw = ImageDraw.Draw(image)
-  font, small = _font(15), _font(12)
-  peak = max(float(w.mean.max()) for w in curves.values())
-  y_high = max(0.1, float(np.ceil(peak * 10 + 1e-9)) / 10)
-  x_high = max(size - 1, 1)
-
-  def xy(offset, value):
-    return (left + (width - left - right) * offset / x_high,
-            top + (height - top - bottom) * (1 - value / y_high))
-
-  x_step = max(1, int(np.ceil(size / 8)))
-  for tick in range(0, size, x_step):
-    x, _ = xy(tick, 0)
-    draw.line([(x, top), (x, height - bottom)], fill=(228, 228, 228))
-    draw.text((x, height - bottom + 6), str(tick), fill="black", font=small,
-              anchor="ma")
-  for tick in np.arange(0, y_high + 1e-9, 0.05):
-    _, y = xy(0, tick)
-    draw.line([(left, y), (width - right, y)], fill=(228, 228, 228))
-    draw.text((left - 6, y), f"{tick:.2f}", fill="black", font=small,
-              anchor="rm")
-  draw.rectangle([(left, top), (width - right, height - bottom)],
-                 outline="black")
-  worst = max(float(w.stderr.max()) for w in curves.values())
-  draw.text((left, 8), "Pixel-pair regulariser weight E[(1 - M_k)(1 - M_l)] "
-            f"vs horizontal offset, {size}x{size}", fill="black", font=font)
-  draw.text((left, 30), f"{num_samples} masks per method; standard errors "
-            f"<= {worst:.4f}. Flat: global (Mixup); decaying: local (CutMix).",
-            fill=(70, 70, 70), font=small)
-  draw.text(((left + width - right) / 2, height - 22),
-            "offset l - k (pixels, same row)", fill="black", font=font,
-            anchor="ma")
-
-  # Drawn in reverse, so the first methods end on top (Mixup over HMix r=0,
-  # which is the same curve).
-  for name, w in reversed(curves.items()):
-    colour = _lookup(name).colour
-    points = [xy(d, v) for d, v in zip(w.offsets[:, -1], w.mean)]
-    draw.line(points, fill=colour, width=2)
-    for x, y in points:
-      draw.ellipse([(x - 2, y - 2), (x + 2, y + 2)], fill=colour)
-  for index, name in enumerate(curves):
-    x, y = width - right + 16, top + 8 + 20 * index
-    draw.line([(x, y), (x + 26, y)], fill=_lookup(name).colour, width=4)
-    draw.text((x + 34, y), name, fill="black", font=small, anchor="lm")
-  image.save(path, format="PNG", optimize=True)
+  _plot.save_png(figure(curves, size=size, num_samples=num_samples,
+                        image_size=image_size), path)
 
 
 def _positive(minimum: int):
@@ -296,7 +288,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
   Returns:
     0 on success (the process exit status). A usage error exits with 2; a
-    method of the table that this msda_jax lacks exits with 1 and names it.
+    method of the table that this msda_jax lacks, or a missing matplotlib,
+    exits with 1 and says so.
   """
   parser = argparse.ArgumentParser(
       prog="python -m msda_jax.analysis",
@@ -319,10 +312,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   names = method_names()
   if args.methods is not None:
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
-    if not names:  # (an unknown name is a ValueError from measure)
+    if not names:
       parser.error(f"--methods is empty; accepted: {', '.join(method_names())}")
+    unknown = [n for n in names if n not in method_names()]
+    if unknown:
+      parser.error(f"--methods: unknown {', '.join(map(repr, unknown))}; "
+                   f"accepted: {', '.join(method_names())}")
   if not args.out.lower().endswith(".png"):
     parser.error(f"--out must name a .png file; got {args.out!r}")
+  if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+    parser.error(f"--out {args.out!r}: its directory does not exist")
+  try:  # Before the measuring (a minute at the defaults).
+    _plot.require_matplotlib("--out PNG")
+  except ImportError as error:
+    print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    return 1
   try:
     curves = measure(names, size=args.size, num_samples=args.num_samples,
                      seed=args.seed)

@@ -22,6 +22,7 @@ NAMES = ("mixup", "cutmix", "hmix r=0.5")
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
+  pytest.importorskip("matplotlib")
   out = tmp_path_factory.mktemp("analysis") / "pw.png"
   assert analysis.main(["--out", str(out), "--num_samples", str(SAMPLES),
                         "--size", str(SIZE), "--seed", "3",
@@ -33,8 +34,8 @@ def test_cli_writes_png_json_and_markdown(written):
   # Catches: a table that is not the measured numbers (e.g. another seed or
   # an offset shift), a method dropped from the outputs.
   with PIL_image.open(written) as image:
-    assert image.format == "PNG" and image.mode == "RGB"
-    pixels = np.asarray(image)
+    assert image.format == "PNG" and image.size == (980, 560)
+    pixels = np.asarray(image.convert("RGB"))
   stem = os.path.splitext(str(written))[0]
   with open(stem + ".json") as f:
     record = json.load(f)
@@ -91,11 +92,53 @@ def test_a_missing_method_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(analysis, "METHODS", analysis.METHODS + (missing,))
   with pytest.raises(LookupError, match="'nomix'.*msda_jax._nomix.nomix"):
     analysis.measure(["mixup", "nomix"], size=4, num_samples=4)
+  pytest.importorskip("matplotlib")  # main checks for it first
   out = tmp_path / "x.png"
   assert analysis.main(["--out", str(out), "--size", "4", "--num_samples",
                         "4", "--methods", "mixup,nomix"]) == 1
   assert "'nomix'" in capsys.readouterr().err
   assert not os.listdir(tmp_path)  # nothing half-written
+
+
+def test_figure_draws_the_measured_curves_with_the_legend_in_order():
+  # Bugs: a line drawn with another method's data or colour, an x axis that
+  # is not the offset, the legend out of the curves' order (the drawing
+  # order is reversed so that Mixup ends on top), a method missing from it.
+  pytest.importorskip("matplotlib")
+  from matplotlib import colors  # pylint: disable=g-import-not-at-top
+  offsets = np.stack([np.zeros(SIZE, np.int64), np.arange(SIZE)], axis=1)
+  curves = {name: msda_jax.PairWeights(
+      offsets, np.linspace(0.4, 0.1 * i, SIZE), np.full(SIZE, 1e-3), 64)
+            for i, name in enumerate(NAMES)}  # distinct made-up curves
+  fig = analysis.figure(curves, size=SIZE, num_samples=64)
+  (axes,) = fig.axes
+  lines = axes.get_lines()
+  assert [l.get_label() for l in lines] == list(NAMES)
+  for line, (name, w) in zip(lines, curves.items()):
+    np.testing.assert_array_equal(line.get_xdata(), np.arange(SIZE))
+    np.testing.assert_array_equal(line.get_ydata(), w.mean)
+    np.testing.assert_allclose(
+        colors.to_rgb(line.get_color()),
+        np.asarray(analysis._lookup(name).colour) / 255, atol=1e-6)
+  assert lines[0].get_zorder() > lines[1].get_zorder()  # Mixup on top
+  legend = axes.get_legend()
+  assert [t.get_text() for t in legend.get_texts()] == list(NAMES)
+  assert "64 masks per method" in " ".join(t.get_text() for t in fig.texts)
+
+
+def test_without_matplotlib_it_stops_before_measuring(tmp_path, monkeypatch,
+                                                      capsys):
+  # Bug: a minute of measuring, then a ModuleNotFoundError traceback (or a
+  # message that does not say how to install it).
+  monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("measured without matplotlib")
+
+  monkeypatch.setattr(analysis, "measure", refuse)
+  assert analysis.main(["--out", str(tmp_path / "x.png")]) == 1
+  assert 'pip install -e ".[plot]"' in capsys.readouterr().err
+  assert not os.listdir(tmp_path)
 
 
 def test_the_table_has_every_method_and_each_builds():
@@ -115,8 +158,10 @@ def test_the_table_has_every_method_and_each_builds():
 
 
 def test_import_loads_neither_pil_nor_matplotlib():
-  code = ("import sys, msda_jax, msda_jax.analysis; print(sorted(m for m in "
-          "('PIL', 'matplotlib', 'skimage') if m in sys.modules))")
+  # Also the plotting modules: matplotlib is imported only to draw.
+  code = ("import sys, msda_jax, msda_jax.analysis, msda_jax._plot, "
+          "train.plot; print(sorted(m for m in ('PIL', 'matplotlib', "
+          "'skimage') if m in sys.modules))")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", code], check=True, env=env,
                        capture_output=True, text=True,

@@ -140,6 +140,7 @@ def test_results_md_has_mean_and_sample_std_per_method(finished):
 
 def test_accuracy_png_is_a_png_with_a_line_colour_per_method(finished):
   # Bugs: an unreadable or empty image; runs not drawn; colours not by method.
+  pytest.importorskip('matplotlib')
   workdir, _ = finished
   path = os.path.join(workdir, study.PLOT_FILE)
   with open(path, 'rb') as f:
@@ -152,10 +153,55 @@ def test_accuracy_png_is_a_png_with_a_line_colour_per_method(finished):
   methods = ('none', 'hmix')
   for method in methods:
     colour = study.method_colour(methods, method)
-    # Lines and markers, not just the legend swatch (~30x4 pixels).
+    # Lines and markers, not just the legend swatch.
     assert np.all(pixels == colour, axis=1).sum() > 300, method
   assert study.method_colour(methods, 'none') != study.method_colour(
       methods, 'hmix')
+
+
+def test_accuracy_figure_draws_each_run_curve_one_legend_entry_per_method(
+    finished):
+  # Bugs: a run drawn with another run's curve or its method's colour
+  # wrong; a legend entry per run (4) instead of per method, or in another
+  # order than study.methods, or a wrong run count.
+  pytest.importorskip('matplotlib')
+  from matplotlib import colors  # pylint: disable=g-import-not-at-top
+  workdir, records = finished
+  curves = {r['run']: study.accuracy_curve(os.path.join(workdir, r['workdir']))
+            for r in records}
+  methods = ('none', 'hmix')
+  figure = study.accuracy_figure(records, curves, methods=methods)
+  (axes,) = figure.axes
+  lines = axes.get_lines()
+  assert len(lines) == len(records) == 4
+  by_method = sorted(records, key=lambda r: methods.index(r['method']))
+  for line, record in zip(lines, by_method):
+    steps, accuracies = zip(*curves[record['run']])
+    assert list(line.get_xdata()) == list(steps) == [4, 8, 12]
+    assert list(line.get_ydata()) == list(accuracies)
+    np.testing.assert_allclose(
+        colors.to_rgb(line.get_color()),
+        np.asarray(study.method_colour(methods, record['method'])) / 255,
+        atol=1e-6)
+  (legend,) = figure.legends
+  assert [t.get_text() for t in legend.get_texts()] == [
+      'none (2 runs)', 'hmix (2 runs)']
+
+
+def test_without_matplotlib_the_study_skips_the_plot_and_says_so(
+    finished, tmp_path, monkeypatch, caplog):
+  # Bug: an hour-long study that fails (or silently draws nothing) because
+  # the optional plotting extra is missing.
+  workdir = _copy(finished, tmp_path)
+  os.remove(os.path.join(workdir, study.PLOT_FILE))
+  monkeypatch.setattr(train_lib, 'train_and_evaluate', _refuse_training)
+  monkeypatch.setattr(study._plot, 'available', lambda: False)
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import fails
+  with caplog.at_level('WARNING'):
+    study.run_study(_smoke(), workdir, command='python -m test')
+  assert not os.path.exists(os.path.join(workdir, study.PLOT_FILE))
+  assert os.path.exists(os.path.join(workdir, study.TABLE_FILE))
+  assert 'pip install -e ".[plot]"' in caplog.text
 
 
 def test_rerun_of_a_finished_study_trains_nothing(finished, tmp_path,

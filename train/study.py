@@ -19,7 +19,8 @@ Outputs, rewritten after every finished run:
 * ``WORKDIR/results.md``: mean ± std per method, every run, the protocol and
   the command;
 * ``WORKDIR/accuracy.png``: test accuracy over training steps, one line per
-  run, coloured by method.
+  run, coloured by method (matplotlib, the ``plot`` extra; without it the
+  study logs a warning and skips the plot).
 
 Resuming: running the same command again skips finished runs (those with a
 line in results.jsonl, or with the marker ``study_result.json`` in their
@@ -51,6 +52,7 @@ from absl import logging
 import jax
 import ml_collections
 import msda_jax
+from msda_jax import _plot
 import numpy as np
 
 from train import checkpoint
@@ -59,8 +61,9 @@ from train import train as train_lib
 
 __all__ = [
     'MARKER_FILE', 'PLOT_FILE', 'RESULTS_FILE', 'Run', 'TABLE_FILE',
-    'check_study_config', 'grid', 'plot_accuracy', 'read_results',
-    'render_markdown', 'run_study', 'summarize'
+    'accuracy_figure', 'check_study_config', 'grid', 'method_colour',
+    'plot_accuracy', 'read_results', 'render_markdown', 'run_study',
+    'summarize'
 ]
 
 RESULTS_FILE = 'results.jsonl'
@@ -371,6 +374,10 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, *,
     _append_result(workdir, record)
 
   todo = [run for run in runs if (run.method, run.seed) not in finished]
+  if not _plot.available():
+    logging.warning('matplotlib is not installed: %s is not drawn (results.md '
+                    'and results.jsonl are). To draw it: %s', PLOT_FILE,
+                    _plot.INSTALL_HINT)
   logging.info('Study: %d runs, %d finished, %d to train.', len(runs),
                len(runs) - len(todo), len(todo))
   _write_outputs(config, workdir, command)
@@ -403,6 +410,8 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str,
   records = _grid_records(config, workdir)
   _write_atomically(os.path.join(workdir, TABLE_FILE),
                     render_markdown(config, records, command))
+  if not _plot.available():
+    return  # run_study has said so.
   curves = {r['run']: accuracy_curve(os.path.join(workdir, r['workdir']))
             for r in records}
   plot_accuracy(os.path.join(workdir, PLOT_FILE), records, curves,
@@ -548,110 +557,71 @@ def render_markdown(config: ml_collections.ConfigDict, records: list[dict],
 # -- Plot --------------------------------------------------------------------
 
 
-def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
-  """About ``count`` round tick values covering [low, high]."""
-  if high <= low:
-    high = low + 1.0
-  raw = (high - low) / count
-  magnitude = 10 ** math.floor(math.log10(raw))
-  step = next(m * magnitude for m in (1, 2, 2.5, 5, 10)
-              if m * magnitude >= raw)
-  first = math.ceil(low / step - 1e-9) * step
-  ticks = []
-  value = first
-  while value <= high + 1e-9 * step:
-    ticks.append(round(value, 10))
-    value += step
-  return ticks
-
-
-def _font(size: int):
-  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
-  try:
-    return ImageFont.load_default(size=size)
-  except TypeError:  # Pillow < 10.1: one bitmap size.
-    return ImageFont.load_default()
-
-
 def method_colour(methods: Sequence[str], method: str) -> tuple[int, int, int]:
   """The plot colour of ``method`` (by its position in ``methods``)."""
   index = list(methods).index(method) if method in methods else len(methods)
   return _COLOURS[index % len(_COLOURS)]
 
 
-def plot_accuracy(path: str, records: list[dict],
-                  curves: dict[str, list[tuple[int, float]]], *,
-                  methods: Sequence[str], size: tuple[int, int] = (960, 600)
-                  ) -> None:
-  """Draws test accuracy against step, one line per run, as a PNG (PIL).
+def accuracy_figure(records: list[dict],
+                    curves: dict[str, list[tuple[int, float]]], *,
+                    methods: Sequence[str],
+                    size: tuple[int, int] = (960, 600)):
+  """Test accuracy against step, one line per run, as a matplotlib Figure.
 
   Args:
-    path: the PNG file.
     records: results.jsonl records (their ``run`` names key ``curves``).
     curves: (step, accuracy) points of each run.
     methods: the study's methods, which fix the colours and legend order.
     size: width and height in pixels.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` (not saved): one axes, a line per run in
+    its method's colour, a legend entry per method shown, ``'<method> (<n>
+    runs)'``.
+
+  Raises:
+    ImportError: matplotlib is not installed (the message says how to
+      install it).
   """
-  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
-  width, height = size
-  left, right, top, bottom = 80, 190, 50, 70
-  image = Image.new('RGB', size, 'white')
-  draw = ImageDraw.Draw(image)
-  font, small = _font(16), _font(13)
-  points = [p for r in records for p in curves.get(r['run'], [])]
-  max_step = max((s for s, _ in points), default=1) or 1
-  accuracies = [a for _, a in points] or [0.0, 1.0]
-  y_low = max(0.0, math.floor(min(accuracies) * 10) / 10)
-  y_high = min(1.0, math.ceil(max(accuracies) * 10) / 10)
-  if y_high <= y_low:
-    y_low, y_high = max(0.0, y_low - 0.1), min(1.0, y_high + 0.1)
-  x_ticks = _nice_ticks(0, max_step)
-  y_ticks = _nice_ticks(y_low, y_high, 5)
-  x_high = max(max_step, x_ticks[-1])
-
-  def xy(step: float, accuracy: float) -> tuple[float, float]:
-    x = left + (width - left - right) * step / x_high
-    y = top + (height - top - bottom) * (y_high - accuracy) / (y_high - y_low)
-    return x, y
-
-  for tick in x_ticks:
-    x, _ = xy(tick, y_low)
-    draw.line([(x, top), (x, height - bottom)], fill=(225, 225, 225))
-    label = f'{tick:g}'
-    draw.text((x, height - bottom + 8), label, fill='black', font=small,
-              anchor='ma')
-  for tick in y_ticks:
-    _, y = xy(0, tick)
-    draw.line([(left, y), (width - right, y)], fill=(225, 225, 225))
-    draw.text((left - 8, y), f'{tick:.2f}', fill='black', font=small,
-              anchor='rm')
-  draw.rectangle([(left, top), (width - right, height - bottom)],
-                 outline='black')
-  draw.text(((left + width - right) / 2, 15), 'Test accuracy during training',
-            fill='black', font=font, anchor='ma')
-  draw.text(((left + width - right) / 2, height - 25), 'step', fill='black',
-            font=font, anchor='ma')
-  draw.text((10, top - 30), 'test accuracy', fill='black', font=font)
-
-  for record in records:
-    curve = curves.get(record['run'], [])
-    colour = method_colour(methods, record['method'])
-    coords = [xy(s, a) for s, a in curve]
-    if len(coords) > 1:
-      draw.line(coords, fill=colour, width=2)
-    for x, y in coords:
-      draw.ellipse([(x - 3, y - 3), (x + 3, y + 3)], fill=colour)
-
+  figure = _plot.new_figure(size, layout='constrained')
+  axes = figure.add_subplot()
   shown = [m for m in methods if any(r['method'] == m for r in records)]
-  for index, method in enumerate(shown):
-    y = top + 12 + 24 * index
-    x = width - right + 20
-    draw.line([(x, y), (x + 30, y)], fill=method_colour(methods, method),
-              width=4)
-    seeds = sum(r['method'] == method for r in records)
-    draw.text((x + 38, y), f'{method} ({seeds} run{"s" * (seeds != 1)})',
-              fill='black', font=small, anchor='lm')
-  image.save(path, format='PNG')
+  shown += sorted({r['method'] for r in records} - set(shown))
+  lines, labelled = [], set()
+  for method in shown:
+    runs = [r for r in records if r['method'] == method]
+    for record in runs:
+      points = curves.get(record['run'], [])
+      label = None
+      if method not in labelled:
+        labelled.add(method)
+        label = f'{method} ({len(runs)} run{"s" * (len(runs) != 1)})'
+      lines.append(_plot.Line([s for s, _ in points], [a for _, a in points],
+                              label, method_colour(methods, method)))
+  _plot.draw_lines(axes, lines, xlabel='step', ylabel='test accuracy',
+                   title='Test accuracy during training', marker_size=4.5,
+                   line_width=2.0)
+  if not records:
+    axes.text(0.5, 0.5, 'no finished runs yet', transform=axes.transAxes,
+              ha='center', va='center', color='#7f7f7f')
+  axes.set_xlim(left=0)
+  if lines:
+    figure.legend(loc='outside right upper', frameon=False)
+  return figure
+
+
+def plot_accuracy(path: str, records: list[dict],
+                  curves: dict[str, list[tuple[int, float]]], *,
+                  methods: Sequence[str], size: tuple[int, int] = (960, 600)
+                  ) -> None:
+  """Writes `accuracy_figure` to ``path`` as a PNG of ``size`` pixels.
+
+  Raises:
+    ImportError: matplotlib is not installed.
+  """
+  _plot.save_png(accuracy_figure(records, curves, methods=methods, size=size),
+                 path)
 
 
 # -- Command line ------------------------------------------------------------
@@ -684,8 +654,9 @@ def main(argv: list[str]) -> None:
   run_study(_FLAGS['config'].value, workdir, command=command)
   with open(os.path.join(workdir, TABLE_FILE)) as f:
     table = f.read().split('\n## Runs')[0]
-  print(table.rstrip() + f'\n\nFull results: {workdir}/{TABLE_FILE}, '
-        f'{RESULTS_FILE}, {PLOT_FILE}', flush=True)
+  files = [TABLE_FILE, RESULTS_FILE] + [PLOT_FILE] * _plot.available()
+  print(table.rstrip() + f'\n\nFull results: {workdir}/{", ".join(files)}',
+        flush=True)
 
 
 if __name__ == '__main__':
