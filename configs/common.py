@@ -119,6 +119,10 @@ def base_config(data: ml_collections.ConfigDict,
   config.eval_every_epochs = eval_every_epochs
   config.eval_max_examples = 0  # > 0: evaluate that many, evenly spread.
   config.checkpoint_every_steps = checkpoint_every_steps
+  # > 0: also save when that many minutes have passed since the last save
+  # (checked at log steps, so that every process decides at the same step).
+  config.checkpoint_every_minutes = 0.0
+  # At least 2: an unreadable newest checkpoint falls back to the one before.
   config.keep_checkpoints = 2
   config.progress_bar = True
   return config

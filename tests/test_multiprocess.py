@@ -1,16 +1,11 @@
 """Multi-process training: 2 processes x 2 CPU devices == 1 process x 4.
 
-Each run is a real ``python -m train.main`` in fresh processes (the device
-count is fixed when JAX starts, so it cannot run inside pytest's process);
-the two processes of a run join through ``--jax_coordinator`` on localhost
-and exchange gradients with gloo collectives.
+Each run is a real ``python -m train.main`` in fresh processes (tests/
+launch.py); the two processes of a run join through ``--jax_coordinator`` on
+localhost and exchange gradients with gloo collectives.
 """
 
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 
 import jax
@@ -18,74 +13,14 @@ import numpy as np
 from PIL import Image
 import pytest
 
+import launch
 from train import checkpoint
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
-def _launch(workdir: str, devices: int, placement: str,
-            coordinator: str | None = None, process_id: int = 0,
-            num_processes: int = 1, extra: tuple = ()) -> subprocess.Popen:
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
-  command = [sys.executable, '-m', 'train.main',
-             '--config=configs/quickstart.py:smoke', f'--workdir={workdir}',
-             '--config.progress_bar=False',
-             f'--config.data.placement={placement}', *extra]
-  if coordinator:
-    command += [f'--jax_coordinator={coordinator}',
-                f'--jax_num_processes={num_processes}',
-                f'--jax_process_id={process_id}']
-  # Output to a file, not a pipe: a full pipe would block a child that the
-  # polling loop of _wait does not read.
-  log = tempfile.TemporaryFile(mode='w+')
-  process = subprocess.Popen(command, cwd=_ROOT, env=env, stdout=log,
-                             stderr=subprocess.STDOUT, text=True)
-  process.log = log
-  return process
-
-
-def _wait(processes: list[subprocess.Popen],
-          expect_failure: bool = False) -> list[str]:
-  """Waits for all; if one fails, stops the others at once (they would
-  otherwise wait in a collective for their lost peer)."""
-  deadline = time.time() + 240
-  try:
-    while any(p.poll() is None for p in processes):
-      if not expect_failure and any(p.poll() not in (None, 0)
-                                    for p in processes):
-        break
-      assert time.time() < deadline, 'the runs did not finish in 240 s'
-      time.sleep(0.2)
-  finally:
-    for process in processes:
-      process.kill()
-  outputs = []
-  for process in processes:
-    process.wait()
-    process.log.seek(0)
-    outputs.append(process.log.read())
-    process.log.close()
-  if expect_failure:
-    return outputs
-  # The process that failed first speaks first (the others were killed).
-  failures = sorted((p.returncode == -9, i) for i, p in enumerate(processes)
-                    if p.returncode != 0)
-  for _, index in failures:
-    assert False, outputs[index][-3000:]
-  return outputs
 
 
 def _final_params(workdir: str):
   manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
   step = manager.latest_step()
-  state, _ = manager.restore(step)
+  state, _, _ = manager.restore(step)
   manager.close()
   return step, state['params']
 
@@ -96,11 +31,11 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path, placement):
   # global batch, devices built from another order, a run that is silently
   # two independent single-process runs, and a broken --jax_* launch.
   single = str(tmp_path / 'single')
-  outputs = _wait([_launch(single, 4, placement)])
+  outputs = launch.wait([launch.launch(single, 4, placement)])
   assert 'final: step 4' in outputs[0]
   multi = str(tmp_path / 'multi')
-  coordinator = f'localhost:{_free_port()}'
-  outputs = _wait([_launch(multi, 2, placement, coordinator, i, 2)
+  coordinator = f'localhost:{launch.free_port()}'
+  outputs = launch.wait([launch.launch(multi, 2, placement, coordinator, i, 2)
                    for i in range(2)])
   assert 'final: step 4' in outputs[0]  # Only process 0 prints the result.
   assert 'final:' not in outputs[1]
@@ -133,9 +68,9 @@ def test_unreadable_images_stop_every_process_together(tmp_path):
   corrupt = root / 'train' / 'class1' / '3.png'
   corrupt.write_bytes(b'not a png')
   extra = ('--config.data.name=image_folder', f'--config.data.data_dir={root}')
-  coordinator = f'localhost:{_free_port()}'
+  coordinator = f'localhost:{launch.free_port()}'
   start = time.time()
-  outputs = _wait([_launch(str(tmp_path / 'run'), 2, 'host', coordinator, i, 2,
+  outputs = launch.wait([launch.launch(str(tmp_path / 'run'), 2, 'host', coordinator, i, 2,
                            extra) for i in range(2)], expect_failure=True)
   assert time.time() - start < 120  # Not a distributed-runtime time-out.
   for output in outputs:

@@ -37,7 +37,7 @@ def _synthetic_config(**overrides) -> ml_collections.ConfigDict:
 def _final_state(workdir: str):
   manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
   step = manager.latest_step()
-  state, _ = manager.restore(step)
+  state, _, _ = manager.restore(step)
   manager.close()
   return step, state
 
@@ -99,25 +99,51 @@ def _resume_config(**overrides):
   return _synthetic_config(**{
       'model.name': 'preact_resnet18', 'model.width': 4,
       'data.augment': 'crop_flip', 'total_steps': 7,
-      'checkpoint_every_steps': 4, **overrides})
+      'checkpoint_every_steps': 3, 'log_every_steps': 2, **overrides})
+
+
+def _records_without_timing(workdir: str) -> list[dict]:
+  records = metric_writers.read_metrics(workdir)
+  for record in records:
+    record.pop('images_per_second', None)
+  return records
 
 
 @pytest.mark.parametrize('placement', ['device', 'host'])
-def test_stopped_and_resumed_run_ends_bit_identical(tmp_path, placement):
+def test_resume_skips_a_damaged_checkpoint_and_ends_bit_identical(
+    tmp_path, placement, caplog):
+  # Catches: a damaged newest checkpoint that stops the run (the
+  # JSONDecodeError traceback), a fallback that restarts from scratch or
+  # silently, a resume that differs in any state (params, batch stats,
+  # momentum, RNG, data position mid-epoch) or any logged metric, and a crash
+  # while writing a later checkpoint (a temporary directory) taken for one.
   uninterrupted = str(tmp_path / 'uninterrupted')
   interrupted = str(tmp_path / 'interrupted')
   config = _resume_config(**{'data.placement': placement})
   expected = train.train_and_evaluate(config, uninterrupted)
   halted = train.train_and_evaluate(config, interrupted, halt_at_step=5)
-  assert halted['step'] == 5  # Mid-epoch (4 steps per epoch), between saves.
-  # A crash while writing a later checkpoint leaves a temporary directory,
-  # which must neither be taken for a checkpoint nor break the restart.
-  partial = os.path.join(interrupted, 'checkpoints',
-                         '6.orbax-checkpoint-tmp', 'state')
+  assert halted['step'] == 5  # 4 steps per epoch; saves at 3 and 5.
+  checkpoints = os.path.join(interrupted, 'checkpoints')
+  assert sorted(os.listdir(checkpoints)) == ['3', '5']
+  # Every file of the newest checkpoint truncated to half its length.
+  for folder, _, files in os.walk(os.path.join(checkpoints, '5')):
+    for name in files:
+      path = os.path.join(folder, name)
+      with open(path, 'r+b') as f:
+        f.truncate(os.path.getsize(path) // 2)
+  partial = os.path.join(checkpoints, '6.orbax-checkpoint-tmp', 'state')
   os.makedirs(partial)
   with open(os.path.join(partial, 'garbage'), 'w') as f:
     f.write('half-written')
-  resumed = train.train_and_evaluate(config, interrupted)
+  with caplog.at_level('WARNING'):
+    resumed = train.train_and_evaluate(config, interrupted)
+  warnings = [r.getMessage() for r in caplog.records
+              if 'cannot be read' in r.getMessage()]
+  assert len(warnings) == 1
+  assert 'step 5' in warnings[0] and os.path.join(checkpoints, '5') in (
+      warnings[0])
+  assert os.path.isdir(os.path.join(interrupted,
+                                    checkpoint.UNREADABLE_DIR, '5'))
   assert resumed['step'] == 7
   assert resumed['test_loss'] == expected['test_loss']
   step_a, state_a = _final_state(uninterrupted)
@@ -127,6 +153,9 @@ def test_stopped_and_resumed_run_ends_bit_identical(tmp_path, placement):
   assert len(leaves_a) == len(leaves_b) > 100
   for a, b in zip(leaves_a, leaves_b):
     np.testing.assert_array_equal(a, b)
+  records = _records_without_timing(uninterrupted)
+  assert [r['step'] for r in records if 'train_loss' in r] == [2, 4, 6, 7]
+  assert _records_without_timing(interrupted) == records
 
 
 def test_device_and_host_placement_train_on_the_same_batches(tmp_path):

@@ -15,6 +15,10 @@ with ``--jax_distributed`` where JAX detects the cluster (SLURM, Cloud TPU,
 
 Each process loads its own slice of every batch (or, with the training set
 on the devices, builds its devices' rows there); all use the same workdir.
+
+SIGTERM (a preemption notice) or Ctrl-C stops every process at the same
+step, after writing a checkpoint there, and exits 0; the same command then
+continues the run.
 """
 
 
@@ -91,6 +95,12 @@ def main(argv: list[str]) -> None:
                jax.local_device_count(), jax.device_count(),
                jax.default_backend())
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if 'stopped_by' in result:
+    # A preemption notice or Ctrl-C: the checkpoint is written; exit 0.
+    if jax.process_index() == 0:
+      print(f"stopped: {result['stopped_by']} at step {result['step']}; "
+            'run the same command to continue', flush=True)
+    return
   if jax.process_index() == 0:
     top5 = ''
     if 'test_top5_accuracy' in result:

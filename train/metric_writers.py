@@ -17,10 +17,25 @@ class MetricWriter:
     enabled: False on processes other than 0 (every call is then a no-op).
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, *,
+               resume_step: int | None = None):
+    """Opens the writers.
+
+    Args:
+      workdir: the run's directory.
+      enabled: False on processes other than 0.
+      resume_step: a resumed run's checkpoint step: records of later steps
+        (written by a run that stopped without a checkpoint there) are
+        removed from metrics.jsonl, since the resumed run writes them again.
+    """
     self.enabled = enabled
     self._summary = None
     self._path = os.path.join(workdir, METRICS_FILE)
+    if enabled and resume_step is not None and os.path.exists(self._path):
+      kept = [record for record in read_metrics(workdir)
+              if record['step'] <= resume_step]
+      with open(self._path, 'w') as f:
+        f.writelines(json.dumps(record) + '\n' for record in kept)
     if enabled:
       # Imported here: processes other than 0 never need it.
       import tensorboardX  # pylint: disable=g-import-not-at-top

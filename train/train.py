@@ -35,6 +35,7 @@ from train import metric_writers
 from train import models
 from train import optimizer as optimizer_lib
 from train import partitioning
+from train import preemption
 from train import steps as steps_lib
 
 __all__ = ['train_and_evaluate']
@@ -150,6 +151,14 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.model.dtype not in MODEL_DTYPES:
     raise ValueError(f'unknown model.dtype {config.model.dtype!r}: expected '
                      f'one of {MODEL_DTYPES}')
+  if config.keep_checkpoints < 2:
+    raise ValueError(
+        f'keep_checkpoints={config.keep_checkpoints}: keep at least 2, so '
+        'that an unreadable newest checkpoint falls back to the one before')
+  if config.get('checkpoint_every_minutes', 0.0) < 0:
+    raise ValueError(f'checkpoint_every_minutes='
+                     f'{config.checkpoint_every_minutes} must be >= 0 (0: '
+                     'off)')
   partitioning.check_batch_size(config.batch_size, jax.device_count())
   partitioning.check_batch_size(config.eval_batch_size, jax.device_count(),
                                 'eval_batch_size')
@@ -160,6 +169,30 @@ def _summarise(step_metrics: list[dict]) -> dict:
   fetched = jax.device_get(step_metrics)
   return {name: float(np.mean([m[name] for m in fetched]))
           for name in fetched[0]}
+
+
+def _pack_metrics(step_metrics: list[dict]) -> list[dict]:
+  """Per-step metrics as JSON (values and dtypes; float32 round-trips)."""
+  return [{name: [np.asarray(value).tolist(), str(np.asarray(value).dtype)]
+           for name, value in metrics.items()}
+          for metrics in jax.device_get(step_metrics)]
+
+
+def _unpack_metrics(packed: list[dict]) -> list[dict]:
+  """The inverse of `_pack_metrics`: numpy values, bit for bit."""
+  return [{name: np.asarray(value, dtype) for name, (value, dtype)
+           in metrics.items()} for metrics in packed]
+
+
+def _minutes_passed(minutes: float, since: float) -> bool:
+  """Whether ``minutes`` (> 0) have passed since ``since``: process 0's
+  clock decides, so that all processes save at the same step."""
+  if minutes <= 0:
+    return False
+  passed = time.time() - since >= 60 * minutes
+  if jax.process_count() > 1:
+    passed = bool(multihost_utils.broadcast_one_to_all(np.bool_(passed)))
+  return passed
 
 
 class _Runner:
@@ -280,8 +313,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Writes WORKDIR/metrics.jsonl (one JSON object per logged step),
   WORKDIR/tensorboard/ (the same scalars), WORKDIR/checkpoints/<step>/ and
   WORKDIR/config.json. Restarting with the same workdir continues from the
-  newest checkpoint and ends with exactly the parameters of an uninterrupted
-  run.
+  newest readable checkpoint and ends with exactly the parameters and the
+  metrics of an uninterrupted run (all but the timing, images_per_second).
+
+  SIGTERM (a preemption notice) or SIGINT (Ctrl-C) stops the run after the
+  step in flight: it writes a checkpoint at that step, waits until it is on
+  disk, logs where it stopped and returns (``stopped_by`` names the
+  signal); with several processes all stop at the same step.
 
   Args:
     config: a config from ``configs/`` (see configs/quickstart.py).
@@ -293,14 +331,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     The last evaluation: step, test_loss, test_accuracy, test_ece (expected
     calibration error, 15 bins), test_top5_accuracy
-    (when there are more than 10 classes), and wall_seconds of this call.
+    (when there are more than 10 classes), and wall_seconds of this call;
+    ``stopped_by`` ('SIGTERM' / 'SIGINT') when a signal stopped it.
 
   Raises:
     ValueError: unknown dataset, model, model dtype, method, parallelism,
       optimizer or augmentation; data.mean or data.std not of length 1 or
       data.channels; images whose channels differ from data.channels; a
       batch size not divisible by the device count; a missing data
-      directory.
+      directory; keep_checkpoints < 2 or checkpoint_every_minutes < 0.
   """
   start_time = time.time()
   _check_config(config)
@@ -342,10 +381,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
-  start_step = checkpointer.latest_step() or 0
-  if start_step:
-    state, position = checkpointer.restore(start_step,
-                                           jax.device_get(state))
+  start_step, loop_state = 0, {}
+  restored = checkpointer.restore_latest(jax.device_get(state))
+  if restored:
+    start_step, state, position, loop_state = restored
     batches.check_position(position, start_step)
     logging.info('Resumed from step %d (%s).', start_step, position)
   state = runner.place_state(state)
@@ -356,7 +395,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                  total_steps, steps_per_epoch, config.batch_size,
                  jax.device_count(), config.parallelism, placement)
 
-  writer = metric_writers.MetricWriter(workdir, enabled=is_main)
+  # Records past the checkpoint (from a run that crashed after logging) are
+  # dropped: the resumed run writes them again.
+  writer = metric_writers.MetricWriter(workdir, enabled=is_main,
+                                       resume_step=start_step)
   eval_kwargs = dict(
       global_batch_size=config.eval_batch_size, transform=test_transform,
       process_index=jax.process_index(), process_count=jax.process_count())
@@ -377,66 +419,93 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     return results
 
   results = {}
-  progress = tqdm.tqdm(total=stop_step, initial=start_step, desc='train',
-                       unit='step', mininterval=0.5, dynamic_ncols=True,
-                       disable=not (is_main and config.progress_bar))
-  pending_metrics = []
-  window_start = None
+  progress = None
+  # The metrics of the steps since the last log; a checkpoint carries them,
+  # so a resumed run logs the same averages as an uninterrupted one.
+  pending_metrics = _unpack_metrics(loop_state.get('pending_metrics', []))
+  timed_steps, window_start = 0, None
+  last_save_time = time.time()
   step = start_step
-  try:
-    for local_batch in batches.iterate(start_step, stop_step):
-      if placement == 'host':
-        # Skipped unreadable images: counted, and past the limit an error
-        # naming them. (The device path listed them before training.) With
-        # several processes the counts are summed at each log step, so that
-        # all processes stop together.
-        bad_examples = batches.record_bad(local_batch,
-                                          check=jax.process_count() == 1)
-      state, metrics = runner.train(state, runner.to_device(local_batch))
-      step += 1
-      progress.update()
-      if window_start is None:
-        # Start the throughput clock after the first (compiling) step.
-        jax.block_until_ready(metrics)
-        window_start = time.time()
-      else:
-        pending_metrics.append(metrics)
-      if pending_metrics and (step % config.log_every_steps == 0
-                              or step == stop_step):
-        summary = _summarise(pending_metrics)
-        summary['images_per_second'] = (
-            len(pending_metrics) * config.batch_size /
-            (time.time() - window_start))
+  stopped_by = None
+  with preemption.StopSignal() as stop_signal:
+    try:
+      for local_batch in batches.iterate(start_step, stop_step):
         if placement == 'host':
-          if jax.process_count() > 1:
-            bad_examples = int(np.sum(multihost_utils.process_allgather(
-                np.int32(bad_examples))))
-            batches.check_bad(bad_examples)
-          summary['bad_examples'] = bad_examples
-        writer.write(step, summary)
-        progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
-                             acc=f"{summary['train_accuracy']:.3f}")
-        pending_metrics = []
-        window_start = time.time()
-      if step % checkpoint_every == 0 or step == stop_step:
-        checkpointer.save(step, runner.host_copy(state),
-                          batches.position(step))
-      if step % eval_every == 0 or step == total_steps:
-        # Keep evaluation time out of the training throughput: finish the
-        # pending steps first, then shift the window by the time it took.
-        jax.block_until_ready(state)
-        eval_start = time.time()
+          # Skipped unreadable images: counted, and past the limit an error
+          # naming them. (The device path listed them before training.) With
+          # several processes the counts are summed at each log step, so
+          # that all processes stop together.
+          bad_examples = batches.record_bad(local_batch,
+                                            check=jax.process_count() == 1)
+        state, metrics = runner.train(state, runner.to_device(local_batch))
+        step += 1
+        pending_metrics.append(metrics)
+        if window_start is None:
+          # The throughput clock and the progress bar's ETA start after the
+          # first (compiling) step.
+          jax.block_until_ready(metrics)
+          window_start = time.time()
+          progress = tqdm.tqdm(
+              total=stop_step, initial=step, desc='train', unit='step',
+              mininterval=0.5, dynamic_ncols=True,
+              disable=not (is_main and config.progress_bar))
+        else:
+          timed_steps += 1
+          progress.update()
+        stop = stop_signal.requested(step)
+        log_now = step % config.log_every_steps == 0 or step == total_steps
+        if log_now:
+          summary = _summarise(pending_metrics)
+          if timed_steps:
+            summary['images_per_second'] = (
+                timed_steps * config.batch_size / (time.time() - window_start))
+          if placement == 'host':
+            if jax.process_count() > 1:
+              bad_examples = int(np.sum(multihost_utils.process_allgather(
+                  np.int32(bad_examples))))
+              batches.check_bad(bad_examples)
+            summary['bad_examples'] = bad_examples
+          writer.write(step, summary)
+          progress.set_postfix(loss=f"{summary['train_loss']:.3f}",
+                               acc=f"{summary['train_accuracy']:.3f}")
+          pending_metrics, timed_steps = [], 0
+          window_start = time.time()
+        if step % eval_every == 0 or step == total_steps:
+          # Keep evaluation time out of the training throughput: finish the
+          # pending steps first, then shift the window by the time it took.
+          jax.block_until_ready(state)
+          eval_start = time.time()
+          results = evaluate(state, step)
+          window_start += time.time() - eval_start
+        save = (stop or step % checkpoint_every == 0 or step == stop_step
+                or (log_now and _minutes_passed(
+                    config.get('checkpoint_every_minutes', 0.0), last_save_time)))
+        if save:
+          checkpointer.save(
+              step, runner.host_copy(state), batches.position(step),
+              dict(pending_metrics=_pack_metrics(pending_metrics)))
+          last_save_time = time.time()
+        if stop:
+          stopped_by = stop_signal.signal_name
+          checkpointer.wait()
+          logging.warning(
+              '%s: stopped at step %d of %d; its checkpoint is on disk in %s. '
+              'Run the same command again (same --workdir) to continue.',
+              stopped_by, step, total_steps,
+              os.path.join(workdir, 'checkpoints', str(step)))
+          break
+      if start_step == total_steps:
+        # A finished run started again: report its result.
         results = evaluate(state, step)
-        window_start += time.time() - eval_start
-    if start_step == total_steps:
-      # A finished run started again: report its result.
-      results = evaluate(state, step)
-  finally:
-    progress.close()
-    checkpointer.close()
-    writer.close()
+    finally:
+      if progress is not None:
+        progress.close()
+      checkpointer.close()
+      writer.close()
   results = dict(step=step, **results,
                  wall_seconds=time.time() - start_time)
+  if stopped_by:
+    results['stopped_by'] = stopped_by
   if is_main:
     logging.info('Done: %s', json.dumps(results))
   return results

@@ -1,0 +1,84 @@
+"""Starting ``python -m train.main`` in fresh processes, for the tests.
+
+The device count is fixed when JAX starts, so runs with another count (or
+several processes joined through ``--jax_coordinator`` on localhost, which
+exchange gradients with gloo collectives) cannot run inside pytest's own
+process.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ['free_port', 'launch', 'wait']
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def launch(workdir: str, devices: int, placement: str,
+           coordinator: str | None = None, process_id: int = 0,
+           num_processes: int = 1, extra: tuple = ()) -> subprocess.Popen:
+  """Starts the quickstart's smoke config (``extra`` flags override it)."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  command = [sys.executable, '-m', 'train.main',
+             '--config=configs/quickstart.py:smoke', f'--workdir={workdir}',
+             '--config.progress_bar=False',
+             f'--config.data.placement={placement}', *extra]
+  if coordinator:
+    command += [f'--jax_coordinator={coordinator}',
+                f'--jax_num_processes={num_processes}',
+                f'--jax_process_id={process_id}']
+  # Output to a file, not a pipe: a full pipe would block a child that the
+  # polling loop of `wait` does not read.
+  log = tempfile.TemporaryFile(mode='w+')
+  process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                             stderr=subprocess.STDOUT, text=True)
+  process.log = log
+  return process
+
+
+def output(process: subprocess.Popen) -> str:
+  """What ``process`` has printed so far."""
+  process.log.seek(0)
+  return process.log.read()
+
+
+def wait(processes: list[subprocess.Popen],
+         expect_failure: bool = False, timeout: float = 240) -> list[str]:
+  """Waits for all and returns their outputs; if one fails, stops the
+  others at once (they would otherwise wait in a collective for their lost
+  peer) and fails with the output of the first to fail."""
+  deadline = time.time() + timeout
+  try:
+    while any(p.poll() is None for p in processes):
+      if not expect_failure and any(p.poll() not in (None, 0)
+                                    for p in processes):
+        break
+      assert time.time() < deadline, f'the runs did not finish in {timeout} s'
+      time.sleep(0.2)
+  finally:
+    for process in processes:
+      process.kill()
+  outputs = []
+  for process in processes:
+    process.wait()
+    outputs.append(output(process))
+    process.log.close()
+  if expect_failure:
+    return outputs
+  # The process that failed first speaks first (the others were killed).
+  failures = sorted((p.returncode == -9, i) for i, p in enumerate(processes)
+                    if p.returncode != 0)
+  for _, index in failures:
+    assert False, outputs[index][-3000:]
+  return outputs
