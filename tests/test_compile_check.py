@@ -231,3 +231,13 @@ def test_cli_override_and_non_dividing_batch_exit():
   assert result.returncode == 1
   assert 'batch_size=12 is not divisible by the device count (8)' in (
       result.stderr)
+
+
+def test_study_config_compiles_its_base():
+  from configs import study  # pylint: disable=g-import-not-at-top
+  config = study.get_config('smoke')
+  assert compile_check.training_config(config) is config.base
+  parts = compile_check.build_run(config.base)
+  # The smoke study's synthetic data: 4 classes of 8x8x3 images.
+  assert (parts.num_classes, parts.image_shape) == (4, (8, 8, 3))
+  assert parts.mixer.name.startswith('hmix(')

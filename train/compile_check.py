@@ -261,7 +261,8 @@ def _compile(name: str, jitted, *args) -> tuple[Any, float]:
                       if 'memory' in line.lower()), text.splitlines()[0])
       raise ValueError(f'{name} does not fit in device memory: the compiler '
                        f'ran out of HBM ({summary.strip()}); lower '
-                       '--config.batch_size or use more devices') from error
+                       '--config.batch_size (--config.eval_batch_size) or use '
+                       'more devices') from error
     raise
 
 
@@ -407,7 +408,9 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
                                     jnp.uint8, sharding=sharded),
         labels=jax.ShapeDtypeStruct((config.batch_size,), jnp.int32,
                                     sharding=sharded))
-    compiled, seconds = _compile(f'the train step ({method})', step,
+    compiled, seconds = _compile(
+        f'the train step ({method}, batch_size={config.batch_size}, '
+        f'{config.batch_size // len(devices)} per device)', step,
                                  _abstract(state, replicated), batch)
     records[method] = dict(mixer=parts.mixer.name,
                            **_step_record(compiled, seconds))
@@ -435,7 +438,9 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
                                     sharding=sharded),
         labels=jax.ShapeDtypeStruct((size,), jnp.int32, sharding=sharded),
         mask=jax.ShapeDtypeStruct((size,), jnp.float32, sharding=sharded))
-    compiled, seconds = _compile('the eval step', evaluate,
+    compiled, seconds = _compile(
+        f'the eval step (eval_batch_size={size}, {size // len(devices)} per '
+        'device)', evaluate,
                                  _abstract(state, replicated), eval_batch)
     report['eval'] = _step_record(compiled, seconds)
   return judge_fit(report, hbm)
