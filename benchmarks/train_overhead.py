@@ -195,7 +195,8 @@ def main() -> None:
   print(f'\nPreActResNet-18 ({args.conv} conv, {args.dtype}), batch '
         f'{args.batch_size}, 32x32, elem mode, '
         f'{"device data" if args.device_data else "fixed batch"}, '
-        f'{jax.device_count()} {jax.default_backend()} device(s); median of {args.rounds} interleaved rounds:')
+        f'{jax.device_count()} {jax.default_backend()} device(s); median of '
+        f'{args.rounds} interleaved rounds:')
   print(f"{'method':8s} {'images/s':>9s} {'ratio to none':>14s} "
         f"{'quartiles':>14s} {'min..max':>14s} {'mix ms':>8s} "
         f"{'mix/step':>9s}")

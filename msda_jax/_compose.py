@@ -4,7 +4,7 @@ The algebra closes: a choice of choices is a mixer like any other.
 """
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import jax
 import jax.numpy as jnp

@@ -26,11 +26,9 @@ import numbers
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from msda_jax import _geometry
-from msda_jax._engine import (Alpha, UniformMask, check_prob,
-                              mask_mixer, method_name, uniform_mask)
+from msda_jax._engine import (Alpha, UniformMask, mask_mixer, method_name, uniform_mask)
 from msda_jax._lam import as_lam
 from msda_jax._mixer import Mixer
 

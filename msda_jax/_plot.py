@@ -55,7 +55,7 @@ def require_matplotlib(what: str = "plotting") -> None:
     what: what needs it, for the message (e.g. ``'--out PNG'``).
   """
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
+    import matplotlib  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     raise ImportError(
         f"{what} needs matplotlib, which is not installed: run "

@@ -21,8 +21,9 @@ decaying for CutMix (a local one).
 
 The PNG is drawn with matplotlib (the ``plot`` extra: ``pip install -e
 ".[plot]"``), imported inside :func:`figure`, so ``import msda_jax`` never
-loads it; without it the command stops before measuring, saying so. A method of the table whose factory this msda_jax lacks is an error
-naming it, never skipped.
+loads it; without it the command stops before measuring, saying so. A
+method of the table whose factory this msda_jax lacks is an error naming
+it, never skipped.
 
 Example:
   >>> from msda_jax import analysis

@@ -75,5 +75,5 @@ def test_unreadable_images_stop_every_process_together(tmp_path):
   assert time.time() - start < 120  # Not a distributed-runtime time-out.
   for output in outputs:
     assert 'unreadable training examples over all processes' in output or (
-        f'unreadable training examples, more than' in output), output[-3000:]
+        'unreadable training examples, more than' in output), output[-3000:]
   assert any(str(corrupt) in output for output in outputs)
