@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
@@ -414,6 +415,8 @@ def check(config: ml_collections.ConfigDict, target: tpu_topology.Slice, *,
                                  _abstract(state, replicated), batch)
     records[method] = dict(mixer=parts.mixer.name,
                            **_step_record(compiled, seconds))
+    logging.info('Compiled the train step (%s) for %s in %.1f s.', method,
+                 target.topology, seconds)
   report.update(
       num_classes=parts.num_classes, image_shape=list(parts.image_shape),
       steps_per_epoch=parts.steps_per_epoch,
