@@ -530,54 +530,62 @@ def _provenance() -> dict:
   return info
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Path to a config file (configs/*.py), optionally with '
-    '":arg" passed to its get_config().', lock_config=True)
-_TOPOLOGY = flags.DEFINE_string(
-    'topology', None, f'The TPU slice: {tpu_topology.ACCEPTED_FORMS}.')
-_PLATFORM = flags.DEFINE_enum(
-    'platform', 'tpu', tpu_topology.PLATFORMS,
-    "'tpu': compile for the slice with libtpu; 'cpu': compile the same steps "
-    'for as many local CPU devices (a stand-in, for tests).')
-_METHODS = flags.DEFINE_list(
-    'methods', None, 'Mixing methods to compile the train step with (e.g. '
-    'none,mixup,cutmix,hmix,gmix); default: the config\'s, and none.')
-_HBM_GIB = flags.DEFINE_float(
-    'hbm_gib', None, 'Device memory to check against, GiB; default: the '
-    f'chip\'s HBM {tpu_topology.HBM_GIB}.')
-_NUM_CLASSES = flags.DEFINE_integer(
-    'num_classes', None, 'Class count of a dataset the tool cannot tell '
-    'unopened (an image folder not on this machine, other TFDS names).')
-_EVAL = flags.DEFINE_bool('eval', True, 'Also compile the eval step.')
-_OUT = flags.DEFINE_string('out', None, 'Write the report as JSON here.')
+_FLAGS = {}
 
-flags.mark_flags_as_required(['config', 'topology'])
+
+def _define_flags() -> None:
+  """The command-line flags (only when run as a program, so that importing
+  this module next to train.main does not define --config twice)."""
+  _FLAGS['config'] = config_flags.DEFINE_config_file(
+      'config', None, 'Path to a config file (configs/*.py), optionally with '
+      '":arg" passed to its get_config().', lock_config=True)
+  _FLAGS['topology'] = flags.DEFINE_string(
+      'topology', None, f'The TPU slice: {tpu_topology.ACCEPTED_FORMS}.')
+  _FLAGS['platform'] = flags.DEFINE_enum(
+      'platform', 'tpu', tpu_topology.PLATFORMS,
+      "'tpu': compile for the slice with libtpu; 'cpu': compile the same "
+      'steps for as many local CPU devices (a stand-in, for tests).')
+  _FLAGS['methods'] = flags.DEFINE_list(
+      'methods', None, 'Mixing methods to compile the train step with (e.g. '
+      "none,mixup,cutmix,hmix,gmix); default: the config's, and none.")
+  _FLAGS['hbm_gib'] = flags.DEFINE_float(
+      'hbm_gib', None, 'Device memory to check against, GiB; default: the '
+      f"chip's HBM {tpu_topology.HBM_GIB}.")
+  _FLAGS['num_classes'] = flags.DEFINE_integer(
+      'num_classes', None, 'Class count of a dataset the tool cannot tell '
+      'unopened (an image folder not on this machine, other TFDS names).')
+  _FLAGS['eval'] = flags.DEFINE_bool('eval', True,
+                                     'Also compile the eval step.')
+  _FLAGS['out'] = flags.DEFINE_string('out', None,
+                                      'Write the report as JSON here.')
+  flags.mark_flags_as_required(['config', 'topology'])
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  opts = {name: flag.value for name, flag in _FLAGS.items()}
   try:
-    target = tpu_topology.parse_slice(_TOPOLOGY.value)
-    if _PLATFORM.value == 'cpu':
+    target = tpu_topology.parse_slice(opts['topology'])
+    if opts['platform'] == 'cpu':
       # Read when the CPU backend starts, which nothing has done yet.
       os.environ['XLA_FLAGS'] = (
           os.environ.get('XLA_FLAGS', '') +
           f' --xla_force_host_platform_device_count={target.num_devices}')
     # The local backend stays CPU: the TPU is only compiled for.
     jax.config.update('jax_platforms', 'cpu')
-    devices = tpu_topology.compile_devices(target, _PLATFORM.value)
-    hbm = None if _HBM_GIB.value is None else int(_HBM_GIB.value * 2**30)
-    report = check(_CONFIG.value, target, devices=devices,
-                   methods=_METHODS.value, hbm_bytes=hbm,
-                   num_classes=_NUM_CLASSES.value, eval_step=_EVAL.value)
+    devices = tpu_topology.compile_devices(target, opts['platform'])
+    hbm = None if opts['hbm_gib'] is None else int(opts['hbm_gib'] * 2**30)
+    report = check(opts['config'], target, devices=devices,
+                   methods=opts['methods'], hbm_bytes=hbm,
+                   num_classes=opts['num_classes'], eval_step=opts['eval'])
   except ValueError as error:
     sys.exit(f'compile_check: {error}')
   report.update(_provenance(), label='compiled, not run')
   print(format_report(report), flush=True)
-  if _OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value, 'w') as f:
+  if opts['out']:
+    os.makedirs(os.path.dirname(os.path.abspath(opts['out'])), exist_ok=True)
+    with open(opts['out'], 'w') as f:
       json.dump(report, f, indent=2, sort_keys=True)
   try:
     require_fit(report)
@@ -586,4 +594,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
