@@ -5,11 +5,21 @@ FFT into a smooth random field ``g`` over the mask's spatial shape (1-D, 2-D or
 3-D); the ``k ≈ λ N`` pixels with the largest ``g`` get ``M = 1`` (the original
 image), the rest ``M = 0`` (the partner); the mean is ``k / N``, from ``k``.
 
-The ``k`` largest pixels are found without a sort: a 32-step bisection over
-the float bits of ``g`` finds the ``k``-th largest value (one compare-and-count
-pass per bit), and ties at that value go to the lowest flat indices. That is
-the same ranking a stable descending argsort gives, for a fraction of its cost.
-Only ``max_soft > 0``, which needs every pixel's rank, sorts.
+Speed (every cost here is paid per sample in 'elem' and 'pair' mode):
+
+- The normals come from one 2-word draw per mask (``jax.random.bits`` of the
+  key) expanded by a counter-based Threefry-2x32 hash written in ``jnp``, so
+  that XLA fuses it with the normal transform into one kernel (JAX's CPU
+  lowering of ``jax.random.bits`` is a rolled loop over the whole array);
+  one hash gives the real and imaginary part of one bin. The law is that of
+  ``jax.random.normal`` (``sqrt(2) erfinv(u)``, ``u`` uniform on (-1, 1)).
+- On CPU the spectrum goes into ``irfftn`` as drawn (see ``_low_freq_image``).
+- The ``k`` largest pixels are found without a sort: a bisection over the
+  float bits of ``g`` finds a threshold (one compare-and-count pass per bit,
+  at most 32, stopping early once exactly ``k`` values are above it), and
+  ties at the k-th value go to the lowest flat indices. That is the same
+  ranking a stable descending argsort gives, for a fraction of its cost.
+  Only ``max_soft > 0``, which needs every pixel's rank, sorts.
 
 Reference: Harris, Marcu, Painter, Niranjan, Prügel-Bennett & Hare, "FMix:
 Enhancing Mixed Sample Data Augmentation", arXiv 2002.12047 (2020); code:
@@ -74,11 +84,80 @@ def _frequency_scale(shape: tuple[int, ...], decay_power: float) -> np.ndarray:
                   decay_power).astype(np.float32)
 
 
+# Threefry-2x32 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as
+# easy as 1, 2, 3", SC 2011): 20 rounds, these rotations, this key-schedule
+# parity; the same hash as JAX's default PRNG.
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _threefry_2x32(seed: tuple[jax.Array, jax.Array],
+                   counter: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Two uint32 words per ``counter`` value, hashed under the 2-word ``seed``.
+
+  Plain ``jnp`` integer ops, unrolled: XLA fuses them (and what consumes the
+  words) into one elementwise kernel.
+  """
+  schedule = (seed[0], seed[1], seed[0] ^ seed[1] ^ _PARITY)
+  x0 = counter + schedule[0]
+  x1 = jnp.zeros_like(counter) + schedule[1]
+  for block in range(5):
+    for r in _ROTATIONS[block % 2]:
+      x0 = x0 + x1
+      x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+    x0 = x0 + schedule[(block + 1) % 3]
+    x1 = x1 + schedule[(block + 2) % 3] + np.uint32(block + 1)
+  return x0, x1
+
+
+def _normal_from_bits(bits: jax.Array) -> jax.Array:
+  """N(0, 1) from uint32 words, as ``jax.random.normal`` maps its bits.
+
+  The top 23 bits give ``u`` uniform on [-1, 1) (clipped to the float after
+  -1), and ``sqrt(2) erfinv(u)`` is the normal.
+  """
+  unit = lax.bitcast_convert_type((bits >> 9) | np.uint32(0x3F800000),
+                                  jnp.float32) - 1.0          # [0, 1)
+  low = np.nextafter(np.float32(-1), np.float32(0))
+  u = jnp.maximum(low, unit * (1.0 - low) + low)
+  return np.float32(np.sqrt(2)) * lax.erf_inv(u)
+
+
+def _complex_normals(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Complex64 ``N(0,1) + i N(0,1)`` of ``shape``, independent entries.
+
+  One ``jax.random.bits`` call draws a 2-word seed from ``key``; entry ``j``
+  (flat index) is the Threefry hash of counter ``j`` under that seed, one
+  word for its real part and one for its imaginary part.
+  """
+  seed = jax.random.bits(key, (2,), jnp.uint32)
+  counter = lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
+  real, imag = _threefry_2x32((seed[0], seed[1]), counter)
+  return lax.complex(_normal_from_bits(real), _normal_from_bits(imag))
+
+
 def _hermitian_plane(plane: jax.Array) -> jax.Array:
   """``(P[k] + conj P[-k]) / 2``, indices modulo each axis length."""
   axes = tuple(range(plane.ndim))
   mirror = jnp.roll(jnp.flip(plane, axes), 1, axes) if axes else plane
   return 0.5 * (plane + jnp.conj(mirror))
+
+
+def _raw_spectrum(key: jax.Array, shape: tuple[int, ...],
+                  decay_power: float) -> jax.Array:
+  """``(N(0,1) + i N(0,1)) * scale`` on the real-FFT grid, planes as drawn."""
+  scale = _frequency_scale(shape, decay_power)
+  # The barrier makes XLA compute the normals once, not again in every
+  # fusion that reads them.
+  return lax.optimization_barrier(_complex_normals(key, scale.shape) * scale)
+
+
+def _make_hermitian(spectrum: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """The last axis's zero (and, for even lengths, Nyquist) planes made Hermitian."""
+  planes = [0] + ([spectrum.shape[-1] - 1] if shape[-1] % 2 == 0 else [])
+  for j in sorted(set(planes)):
+    spectrum = spectrum.at[..., j].set(_hermitian_plane(spectrum[..., j]))
+  return spectrum
 
 
 def _spectrum(key: jax.Array, shape: tuple[int, ...],
@@ -89,20 +168,26 @@ def _spectrum(key: jax.Array, shape: tuple[int, ...],
   Hermitian: that is what NumPy's and ducc's ``irfftn`` do with them
   implicitly, and it makes the input well defined for cuFFT too.
   """
-  scale = _frequency_scale(shape, decay_power)
-  normals = jax.random.normal(key, (2,) + scale.shape, jnp.float32)
-  spectrum = lax.complex(normals[0] * scale, normals[1] * scale)
-  planes = [0] + ([scale.shape[-1] - 1] if shape[-1] % 2 == 0 else [])
-  for j in sorted(set(planes)):
-    spectrum = spectrum.at[..., j].set(_hermitian_plane(spectrum[..., j]))
-  return spectrum
+  return _make_hermitian(_raw_spectrum(key, shape, decay_power), shape)
 
 
 def _low_freq_image(key: jax.Array, shape: tuple[int, ...],
                     decay_power: float) -> jax.Array:
-  """``g = irfftn(spectrum, shape)``: float32, a random low-frequency field."""
-  return jnp.fft.irfftn(_spectrum(key, shape, decay_power), shape,
-                        axes=tuple(range(len(shape))))
+  """``g = irfftn(_spectrum(key, shape, decay_power), shape)``: float32.
+
+  On CPU the spectrum goes in as drawn: ducc's ``irfftn`` takes the
+  Hermitian part of the zero and Nyquist planes itself (the same ``g`` up
+  to float rounding, about 1e-7 of its largest value), and the explicit
+  fix costs several times the whole blend in XLA's CPU code (it copies
+  the spectrum per plane). Other backends get the fixed spectrum.
+  """
+  raw = _raw_spectrum(key, shape, decay_power)
+  axes = tuple(range(len(shape)))
+  return lax.platform_dependent(
+      raw,
+      cpu=lambda s: jnp.fft.irfftn(s, shape, axes=axes),
+      default=lambda s: jnp.fft.irfftn(_make_hermitian(s, shape), shape,
+                                       axes=axes))
 
 
 def _order_key(values: jax.Array) -> jax.Array:
@@ -113,21 +198,32 @@ def _order_key(values: jax.Array) -> jax.Array:
 
 
 def _kth_largest(keys: jax.Array, k: jax.Array) -> jax.Array:
-  """The largest ``t`` with ``count(keys >= t) >= k``: the k-th largest key.
+  """A ``t`` with ``count(keys >= t) >= k`` whose ``keys >= t`` holds the top k.
 
-  32 bisection steps, one bit of ``t`` each, from the top: one compare-and-
-  count pass over the keys per step. ``k = 0`` gives ``2^32 - 1``. (A loop,
-  not 32 unrolled steps: as fast on CPU, and it compiles 8x faster.)
+  Bisection over the 32 bits of ``t``, from the top: one compare-and-count
+  pass over the keys per bit. It stops early at the first accepted ``t``
+  with ``count(keys >= t) == k`` exactly: those are then the unique top-k
+  set (no key on both sides of ``t``), so the mask is the one the full
+  bisection gives (whose ``t`` is the k-th largest key itself). ``k = 0``
+  gives a ``t`` above every key. A ``while`` loop: under vmap it runs until
+  the slowest mask of the batch is done.
   """
-  def step(i, t):
-    candidate = t | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
-    enough = jnp.sum(keys >= candidate, dtype=jnp.int32) >= k
-    return jnp.where(enough, candidate, t)
+  def searching(state):
+    bit, _, done = state
+    return (bit < 32) & ~done
+
+  def step(state):
+    bit, t, _ = state
+    candidate = t | (jnp.uint32(1) << (31 - bit).astype(jnp.uint32))
+    count = jnp.sum(keys >= candidate, dtype=jnp.int32)
+    enough = count >= k
+    return bit + 1, jnp.where(enough, candidate, t), enough & (count == k)
 
   # The start takes the (shard_map) varying-ness of keys and k, so the carry
   # has one type under shard_map too.
   start = jnp.zeros_like(keys[0]) | (k * 0).astype(jnp.uint32)
-  return lax.fori_loop(0, 32, step, start)
+  zero = (k * 0).astype(jnp.int32)
+  return lax.while_loop(searching, step, (zero, start, zero > 0))[1]
 
 
 def _index_of_nth(flags: jax.Array, n: jax.Array) -> jax.Array:
