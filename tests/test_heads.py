@@ -3,7 +3,6 @@
 import collections
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -50,26 +49,24 @@ def test_dict_heads_share_lam_and_partner_with_the_single_head_draw():
   # Catches a head mixed with another λ or partner than the images (e.g.
   # only the first head mixed, or heads zipped with the wrong num_classes).
   images, labels = _batch()
-  mixer = msda_jax.cutmix(num_classes=NUM, partner="permute", prob=0.7)
-  out = jax.jit(mixer)(jax.random.key(3), images, labels)
+  mixer = lambda num: msda_jax.cutmix(num_classes=num, partner="permute", prob=0.7)
+  # Every mixer of this test in one jit (compiling is most of its time).
+  nums = (dict(NUM, attrs=None), dict(NUM, attrs=5))
+  out, alone, agains = jax.jit(lambda k, x, y: (
+      mixer(NUM)(k, x, y), mixer(10)(k, x, y["fine"]),
+      [mixer(num)(k, x, y) for num in nums]))(jax.random.key(3), images, labels)
   _assert_heads(out, labels, NUM)
   assert out.labels["fine"].shape == (B, 10)
   assert out.labels["coarse"].shape == (B, 3)
   assert out.labels["attrs"].shape == (B, 5)
   # The heads do not change the draw: images, λ and partners are those of
   # the same mixer on the 'fine' head alone.
-  alone = jax.jit(msda_jax.cutmix(num_classes=10, partner="permute",
-                                  prob=0.7))(jax.random.key(3), images,
-                                             labels["fine"])
   np.testing.assert_array_equal(out.images, alone.images)
   np.testing.assert_array_equal(out.lam, alone.lam)
   np.testing.assert_array_equal(out.partner_index, alone.partner_index)
   assert 0 < float(np.mean(np.asarray(out.lam) < 1)) < 1  # Some unmixed.
   # An explicit None (or K) for the float head changes nothing.
-  for num in (dict(NUM, attrs=None), dict(NUM, attrs=5)):
-    again = jax.jit(msda_jax.cutmix(num_classes=num, partner="permute",
-                                    prob=0.7))(jax.random.key(3), images,
-                                               labels)
+  for again in agains:
     for head in labels:
       np.testing.assert_array_equal(again.labels[head], out.labels[head])
 

@@ -1,4 +1,11 @@
-"""Mixers: labels, λ, determinism, jit, modes, pairing, dtypes, prob, choice."""
+"""Mixers: labels, λ, determinism, jit, modes, pairing, dtypes, prob, choice.
+
+Compiling is most of this file's time (a mixer is seconds of XLA work on a
+CPU), so each test jits all its mixers in one function, and the tests that
+look at the same mixers share one compiled call through a cache.
+"""
+
+import functools
 
 import chex
 import jax
@@ -23,13 +30,15 @@ FACTORIES = {
 }
 
 
+_paste_all = jax.jit(jax.vmap(_paste.paste_resized))
+
+
 def _shown_partners(images, out):
   """Each sample's partner as its mix shows it: pasted resized for ResizeMix."""
-  partners = jnp.asarray(images)[np.asarray(out.partner_index)]
+  partners = np.asarray(images)[np.asarray(out.partner_index)]
   if out.paste is None:
     return np.asarray(partners, np.float64)
-  return np.asarray(jax.vmap(_paste.paste_resized)(partners, out.paste),
-                    np.float64)
+  return np.asarray(_paste_all(partners, out.paste), np.float64)
 MODES = ("batch", "pair", "elem")
 
 
@@ -42,27 +51,39 @@ def _batch(b=6, h=12, w=10, c=3, dtype=jnp.float32, seed=0):
   return images.astype(dtype), labels
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("method", sorted(FACTORIES))
-def test_images_labels_and_lam_follow_the_mask(method, mode):
-  mixer = FACTORIES[method](num_classes=K, mode=mode, label_smoothing=0.1,
-                            partner="permute")
+@functools.cache
+def _follow(method):
+  """One method's mixer in every mode on one batch, all in one jit (shared by
+  the mask-following and jit-equals-eager tests)."""
+  mixers = {mode: FACTORIES[method](num_classes=K, mode=mode, label_smoothing=0.1,
+                                    partner="permute") for mode in MODES}
   images, labels = _batch()
-  out = jax.jit(mixer)(jax.random.key(1), images, labels)
-  mask = np.asarray(out.mask, np.float64)
-  partner = np.asarray(out.partner_index)
-  x = np.asarray(images, np.float64)
-  expected = (mask[..., None] * x
-              + (1 - mask[..., None]) * _shown_partners(images, out))
-  np.testing.assert_allclose(out.images, expected, atol=1e-5)
-  np.testing.assert_allclose(out.lam, mask.mean(axis=(1, 2)), atol=1e-6)
-  smooth = 0.9 * np.eye(K)[np.asarray(labels)] + 0.1 / K
-  lam = np.asarray(out.lam, np.float64)[:, None]
-  np.testing.assert_allclose(out.labels, lam * smooth + (1 - lam) * smooth[partner],
-                             atol=1e-6)
-  np.testing.assert_allclose(np.asarray(out.labels).sum(axis=1), 1.0, atol=1e-6)
-  # The permutation really is a permutation.
-  assert sorted(partner.tolist()) == list(range(len(partner)))
+  outs = jax.jit(lambda k, x, y: {mode: m(k, x, y) for mode, m in mixers.items()})(
+      jax.random.key(1), images, labels)
+  return mixers, images, labels, outs
+
+
+@pytest.mark.parametrize("method", sorted(FACTORIES))
+def test_images_labels_and_lam_follow_the_mask(method):
+  _, images, labels, outs = _follow(method)
+  for mode in MODES:
+    out = outs[mode]
+    mask = np.asarray(out.mask, np.float64)
+    partner = np.asarray(out.partner_index)
+    x = np.asarray(images, np.float64)
+    expected = (mask[..., None] * x
+                + (1 - mask[..., None]) * _shown_partners(images, out))
+    np.testing.assert_allclose(out.images, expected, atol=1e-5, err_msg=mode)
+    np.testing.assert_allclose(out.lam, mask.mean(axis=(1, 2)), atol=1e-6,
+                               err_msg=mode)
+    smooth = 0.9 * np.eye(K)[np.asarray(labels)] + 0.1 / K
+    lam = np.asarray(out.lam, np.float64)[:, None]
+    np.testing.assert_allclose(out.labels, lam * smooth + (1 - lam) * smooth[partner],
+                               atol=1e-6, err_msg=mode)
+    np.testing.assert_allclose(np.asarray(out.labels).sum(axis=1), 1.0, atol=1e-6,
+                               err_msg=mode)
+    # The permutation really is a permutation.
+    assert sorted(partner.tolist()) == list(range(len(partner))), mode
 
 
 def test_float_labels_soft_and_multilabel_pass_through():
@@ -93,11 +114,10 @@ def test_same_key_same_output_different_key_different_output():
 
 @pytest.mark.parametrize("method", sorted(FACTORIES))
 def test_jit_equals_eager(method):
-  mixer = FACTORIES[method](num_classes=K, partner="permute")
-  images, labels = _batch()
-  eager = mixer(jax.random.key(2), images, labels)
-  jitted = jax.jit(mixer)(jax.random.key(2), images, labels)
-  chex.assert_trees_all_close(eager, jitted, atol=1e-6)
+  # The jitted side is the elem-mode mixer of _follow (compiled once).
+  mixers, images, labels, outs = _follow(method)
+  eager = mixers["elem"](jax.random.key(1), images, labels)
+  chex.assert_trees_all_close(eager, outs["elem"], atol=1e-6)
 
 
 @pytest.mark.parametrize("method", sorted(FACTORIES))
@@ -105,35 +125,58 @@ def test_elem_mode_is_a_loop_over_samples(method):
   mixer = FACTORIES[method](num_classes=K, mode="elem", prob=0.7)
   images, labels = _batch(b=7)
   key = jax.random.key(3)
-  out = jax.jit(mixer)(key, images, labels)
   _, mask_key = jax.random.split(key)
   keys = jax.random.split(mask_key, 7)
-  sampler = jax.jit(lambda k: mixer.sampler(k, (12, 10)))
-  shown = _shown_partners(images, out)
+
+  @jax.jit
+  def run(key, keys, images, labels):
+    out = mixer(key, images, labels)
+    # The sampler sample by sample: a loop (lax.map), each with its own key.
+    draws = jax.lax.map(lambda k: mixer.sampler(k, (12, 10)), keys)
+    shown = images[out.partner_index]
+    if out.paste is not None:
+      shown = jax.vmap(_paste.paste_resized)(shown, out.paste)
+    pasted = None
+    if len(draws) == 3:  # the partner resized into each sample's own box
+      pasted = jax.vmap(_paste.paste_resized)(images[::-1], draws[2])
+    return out, draws, shown, pasted
+
+  out, draws, shown, pasted = run(key, keys, images, labels)
+  images = np.asarray(images, np.float64)
+  shown = np.asarray(shown, np.float64)
   for i in range(7):
     partner = 6 - i
-    draw = sampler(keys[i])
-    mask = draw[0] if partner != i else jnp.ones((12, 10))
+    mask = np.asarray(draws[0][i]) if partner != i else np.ones((12, 10))
     np.testing.assert_allclose(out.mask[i], mask, atol=1e-6)
-    if len(draw) == 3 and partner != i:  # the partner is pasted in this box
-      np.testing.assert_array_equal(out.paste.start[i], draw[2].start)
-      np.testing.assert_array_equal(out.paste.size[i], draw[2].size)
-      np.testing.assert_allclose(
-          shown[i], _paste.paste_resized(images[partner], draw[2]), atol=1e-5)
-    elif len(draw) == 2:
+    if len(draws) == 3 and partner != i:  # the partner is pasted in this box
+      np.testing.assert_array_equal(out.paste.start[i], draws[2].start[i])
+      np.testing.assert_array_equal(out.paste.size[i], draws[2].size[i])
+      np.testing.assert_allclose(shown[i], pasted[i], atol=1e-5)
+    elif len(draws) == 2:
       np.testing.assert_allclose(shown[i], images[partner], atol=1e-6)
     expected = mask[..., None] * images[i] + (1 - mask[..., None]) * shown[i]
     np.testing.assert_allclose(out.images[i], expected, atol=1e-5)
 
 
-def test_batch_mode_one_mask_pair_mode_one_per_pair():
+@functools.cache
+def _mode_outputs():
+  """CutMix in batch and elem mode, GMix in pair mode (flip, permute): one jit."""
+  mixers = {"batch": msda_jax.cutmix(num_classes=K, mode="batch"),
+            "elem": msda_jax.cutmix(num_classes=K)}
+  for partner in ("flip", "permute"):
+    mixers[partner] = msda_jax.gmix(num_classes=K, mode="pair", partner=partner)
   images, labels = _batch(b=8)
-  out = jax.jit(msda_jax.cutmix(num_classes=K, mode="batch"))(
+  outs = jax.jit(lambda k, x, y: {n: m(k, x, y) for n, m in mixers.items()})(
       jax.random.key(0), images, labels)
+  return labels, outs
+
+
+def test_batch_mode_one_mask_pair_mode_one_per_pair():
+  labels, outs = _mode_outputs()
+  out = outs["batch"]
   assert all(np.array_equal(out.mask[0], m) for m in out.mask)
   for partner in ("flip", "permute"):
-    out = jax.jit(msda_jax.gmix(num_classes=K, mode="pair", partner=partner))(
-        jax.random.key(0), images, labels)
+    out = outs[partner]
     p = np.asarray(out.partner_index)
     np.testing.assert_array_equal(p[p], np.arange(8))  # symmetric pairing
     np.testing.assert_array_equal(out.mask, out.mask[p])  # shared mask
@@ -145,37 +188,42 @@ def test_batch_mode_one_mask_pair_mode_one_per_pair():
 
 
 def test_elem_mode_draws_different_masks_per_sample():
-  images, labels = _batch(b=8)
-  out = jax.jit(msda_jax.cutmix(num_classes=K))(jax.random.key(0), images, labels)
+  out = _mode_outputs()[1]["elem"]
   assert len({np.asarray(m).tobytes() for m in out.mask}) == 8
 
 
-@pytest.mark.parametrize("partner", msda_jax.PARTNERS)
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
-def test_odd_and_tiny_batches(partner, batch_size):
+def test_odd_and_tiny_batches(batch_size):
   images, labels = _batch(b=batch_size)
-  out = jax.jit(msda_jax.hmix(num_classes=K, partner=partner))(
+  mixers = {p: msda_jax.hmix(num_classes=K, partner=p) for p in msda_jax.PARTNERS}
+  outs = jax.jit(lambda k, x, y: {p: m(k, x, y) for p, m in mixers.items()})(
       jax.random.key(0), images, labels)
-  assert out.images.shape == images.shape
-  p = np.asarray(out.partner_index)
-  assert sorted(p.tolist()) == list(range(batch_size))
-  self_paired = p == np.arange(batch_size)
-  # A sample paired with itself is returned exactly as it was.
-  np.testing.assert_array_equal(np.asarray(out.images)[self_paired],
-                                np.asarray(images)[self_paired])
-  np.testing.assert_array_equal(np.asarray(out.lam)[self_paired], 1.0)
-  if batch_size == 1:
-    np.testing.assert_array_equal(out.images, images)
-    np.testing.assert_array_equal(out.labels, np.eye(K)[np.asarray(labels)])
+  for partner, out in outs.items():
+    assert out.images.shape == images.shape, partner
+    p = np.asarray(out.partner_index)
+    assert sorted(p.tolist()) == list(range(batch_size)), partner
+    self_paired = p == np.arange(batch_size)
+    # A sample paired with itself is returned exactly as it was.
+    np.testing.assert_array_equal(np.asarray(out.images)[self_paired],
+                                  np.asarray(images)[self_paired], err_msg=partner)
+    np.testing.assert_array_equal(np.asarray(out.lam)[self_paired], 1.0,
+                                  err_msg=partner)
+    if batch_size == 1:
+      np.testing.assert_array_equal(out.images, images, err_msg=partner)
+      np.testing.assert_array_equal(out.labels, np.eye(K)[np.asarray(labels)],
+                                    err_msg=partner)
 
 
 def test_partner_patterns():
   images, labels = _batch(b=5)
-  run = lambda partner, seed: jax.jit(msda_jax.mixup(num_classes=K, partner=partner))(
-      jax.random.key(seed), images, labels)
-  np.testing.assert_array_equal(run("flip", 0).partner_index, [4, 3, 2, 1, 0])
-  np.testing.assert_array_equal(run("roll", 0).partner_index, [4, 0, 1, 2, 3])
-  a, b = run("permute", 0), run("permute", 9)
+  mixer = lambda partner: msda_jax.mixup(num_classes=K, partner=partner)
+  outs = jax.jit(lambda k0, k9, x, y: (
+      mixer("flip")(k0, x, y), mixer("roll")(k0, x, y),
+      mixer("permute")(k0, x, y), mixer("permute")(k9, x, y)))(
+          jax.random.key(0), jax.random.key(9), images, labels)
+  flip, roll, a, b = outs
+  np.testing.assert_array_equal(flip.partner_index, [4, 3, 2, 1, 0])
+  np.testing.assert_array_equal(roll.partner_index, [4, 0, 1, 2, 3])
   assert not np.array_equal(a.partner_index, b.partner_index)
 
 
@@ -198,15 +246,22 @@ def test_uint8_rounds_and_never_wraps():
                       jnp.full((4, 4, 3), 0, jnp.uint8),
                       jnp.full((4, 4, 3), 254, jnp.uint8)])
   labels = jnp.arange(3)
-  for factory in FACTORIES.values():
-    out = jax.jit(factory(num_classes=K))(jax.random.key(0), images, labels)
-    assert out.images.dtype == jnp.uint8
+  mixers = {name: factory(num_classes=K) for name, factory in FACTORIES.items()}
+
+  @jax.jit
+  def run(key, images, labels):
+    # Exact half-way values round to even, like jnp.round.
+    half = msda_jax.blend(images[:1], images[1:2], jnp.full((1, 4, 4), 0.5))
+    return {n: m(key, images, labels) for n, m in mixers.items()}, half
+
+  outs, half = run(jax.random.key(0), images, labels)
+  for name, out in outs.items():
+    assert out.images.dtype == jnp.uint8, name
     mask = np.asarray(out.mask)[..., None]
     x = np.asarray(images, np.float64)
     expected = np.round(mask * x + (1 - mask) * x[::-1])
-    np.testing.assert_array_equal(out.images, expected.astype(np.uint8))
-  # Exact half-way values round to even, like jnp.round.
-  half = jax.jit(msda_jax.blend)(images[:1], images[1:2], jnp.full((1, 4, 4), 0.5))
+    np.testing.assert_array_equal(out.images, expected.astype(np.uint8),
+                                  err_msg=name)
   assert int(half.ravel()[0]) == 128
 
 
@@ -221,29 +276,34 @@ def test_bfloat16_stays_bfloat16_blend_in_float32():
 
 
 def test_any_channel_count_and_non_square():
-  for channels in (1, 4):
-    images, labels = _batch(b=4, h=9, w=17, c=channels)
-    out = jax.jit(msda_jax.gmix(num_classes=K))(jax.random.key(0), images, labels)
+  mixer = msda_jax.gmix(num_classes=K)
+  batches = [_batch(b=4, h=9, w=17, c=channels) for channels in (1, 4)]
+  outs = jax.jit(lambda k, bs: [mixer(k, *b) for b in bs])(jax.random.key(0), batches)
+  for channels, out in zip((1, 4), outs):
     assert out.images.shape == (4, 9, 17, channels)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("prob", [0.0, 0.3])
-def test_prob_is_the_rate_of_mixing(mode, prob):
-  mixer = msda_jax.mixup(num_classes=K, prob=prob, mode=mode)
+def test_prob_is_the_rate_of_mixing(mode):
+  probs = (0.0, 0.3)
+  mixers = [msda_jax.mixup(num_classes=K, prob=prob, mode=mode) for prob in probs]
   b, draws = 64, 40
   images, labels = _batch(b=b, h=2, w=2, c=1)
-  run = jax.jit(jax.vmap(mixer, in_axes=(0, None, None)))
-  out = run(jax.random.split(jax.random.key(0), draws), images, labels)
-  mixed = np.asarray(out.lam < 1.0)  # λ ~ U(0,1) is < 1 a.s. when mixed
-  unmixed = ~mixed
-  np.testing.assert_array_equal(
-      np.asarray(out.images)[unmixed], np.broadcast_to(images, out.images.shape)[unmixed])
-  if mode == "batch":
-    mixed = mixed[:, 0]
-  rate = mixed.mean()
-  stderr = np.sqrt(prob * (1 - prob) / mixed.size) + 1e-9
-  assert abs(rate - prob) < 5 * stderr + (0.08 if mode != "elem" else 0.0), rate
+  run = jax.jit(lambda ks, x, y: [jax.vmap(m, in_axes=(0, None, None))(ks, x, y)
+                                  for m in mixers])
+  outs = run(jax.random.split(jax.random.key(0), draws), images, labels)
+  for prob, out in zip(probs, outs):
+    mixed = np.asarray(out.lam < 1.0)  # λ ~ U(0,1) is < 1 a.s. when mixed
+    unmixed = ~mixed
+    np.testing.assert_array_equal(
+        np.asarray(out.images)[unmixed],
+        np.broadcast_to(images, out.images.shape)[unmixed])
+    if mode == "batch":
+      mixed = mixed[:, 0]
+    rate = mixed.mean()
+    stderr = np.sqrt(prob * (1 - prob) / mixed.size) + 1e-9
+    assert abs(rate - prob) < 5 * stderr + (0.08 if mode != "elem" else 0.0), (
+        prob, rate)
 
 
 def test_choice_rate_is_prob_not_prob_squared():
@@ -340,11 +400,12 @@ def test_documented_key_contract_for_modes():
   # _modes documents that elem mode gives sample i the i-th split key.
   sampler = msda_jax.gmix().sampler
   key = jax.random.key(5)
-  masks, means = jax.jit(lambda k: _modes.draw_masks(
-      sampler, k, (6, 6), "elem", jnp.arange(4)[::-1]))(key)
-  one = jax.jit(lambda k: sampler(k, (6, 6)))
-  for i, k in enumerate(jax.random.split(key, 4)):
-    mask, mean = one(k)
+  # The mode's masks, and the sampler key by key (a loop: lax.map), one jit.
+  (masks, means), (one_masks, one_means) = jax.jit(lambda k: (
+      _modes.draw_masks(sampler, k, (6, 6), "elem", jnp.arange(4)[::-1]),
+      jax.lax.map(lambda ki: sampler(ki, (6, 6)), jax.random.split(k, 4))))(key)
+  for i in range(4):
+    mask, mean = one_masks[i], one_means[i]
     # Same key, same mask; two XLA programs may round differently (FMA).
     np.testing.assert_allclose(masks[i], mask, rtol=0, atol=1e-6)
     np.testing.assert_allclose(means[i], mean, rtol=0, atol=1e-6)
