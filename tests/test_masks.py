@@ -1,5 +1,6 @@
 """The mask generators against the spec (shared/docs/methods.md)."""
 
+import functools
 import math
 
 import jax
@@ -28,15 +29,33 @@ EDGE_LAMS = (0.0, 1e-6, 0.5, 1 - 1e-6, 1.0)
 SHAPES = ((32, 32), (24, 40), (7, 3), (1, 1))
 
 
+@functools.cache
+def _draws(name):
+  """One generator, traced λ, in one jit: per shape of SHAPES, the masks at
+  EDGE_LAMS (key i for the i-th λ), vmapped; and a vmap over λ in [0, 1] on
+  a (12, 20) image. Compiling is most of these tests' time."""
+  fn = MASK_FNS[name]
+  keys = jax.vmap(jax.random.key)(jnp.arange(len(EDGE_LAMS)))
+  lams = jnp.asarray(EDGE_LAMS, jnp.float32)
+
+  @jax.jit
+  def draw(keys, lams, vmap_keys, vmap_lams):
+    edges = {shape: jax.vmap(lambda k, l: fn(k, shape, l))(keys, lams)
+             for shape in SHAPES}
+    return edges, jax.vmap(lambda k, l: fn(k, (12, 20), l))(vmap_keys, vmap_lams)
+
+  return draw(keys, lams, jax.random.split(jax.random.key(0), 5),
+              jnp.linspace(0, 1, 5))
+
+
 @pytest.mark.parametrize("name", sorted(MASK_FNS))
-@pytest.mark.parametrize("shape", SHAPES)
-def test_shape_dtype_range_no_nan(name, shape):
-  fn = jax.jit(MASK_FNS[name], static_argnums=1)
-  for i, lam in enumerate(EDGE_LAMS):
-    mask = np.asarray(fn(jax.random.key(i), shape, lam))
-    assert mask.shape == shape and mask.dtype == np.float32
-    assert np.isfinite(mask).all(), (name, lam)
-    assert mask.min() >= 0.0 and mask.max() <= 1.0, (name, lam)
+def test_shape_dtype_range_no_nan(name):
+  edges, _ = _draws(name)
+  for shape in SHAPES:
+    for lam, mask in zip(EDGE_LAMS, np.asarray(edges[shape])):
+      assert mask.shape == shape and mask.dtype == np.float32
+      assert np.isfinite(mask).all(), (name, shape, lam)
+      assert mask.min() >= 0.0 and mask.max() <= 1.0, (name, shape, lam)
 
 
 def test_mixup_is_constant_lambda():
@@ -143,12 +162,11 @@ def test_gmix_blob_smooth_centered_on_the_smaller_share(shape, lam):
   assert (mask.mean() < 0.5) == (lam < 0.5)
 
 
-def test_masks_take_traced_lambda_and_vmap():
-  keys = jax.random.split(jax.random.key(0), 5)
-  lams = jnp.linspace(0, 1, 5)
-  for fn in MASK_FNS.values():
-    masks = jax.jit(jax.vmap(lambda k, l: fn(k, (12, 20), l)))(keys, lams)
-    assert masks.shape == (5, 12, 20)
+@pytest.mark.parametrize("name", sorted(MASK_FNS))
+def test_masks_take_traced_lambda_and_vmap(name):
+  # Compiled with the shape test's draws (_draws).
+  _, masks = _draws(name)
+  assert masks.shape == (5, 12, 20)
 
 
 @pytest.mark.parametrize("bad", [(0, 4), (), (4, 4, 4, 4), "ab", (4, -1),
@@ -276,12 +294,11 @@ def test_exact_box_matches_timms_label_weight_distribution():
   timm = _timm_cutmix_label_weights(np.random.default_rng(0), count, size, size)
   images = jnp.zeros((count, size, size, 1), jnp.float32)
   labels = jnp.zeros((count, 2), jnp.float32)
-  weights = {}
-  for exact_box in (True, False):
-    mixer = msda_jax.cutmix(exact_box=exact_box, alpha=1.0, mode="elem")
-    lam = jax.jit(lambda k, x, y: mixer(k, x, y).lam)(jax.random.key(1), images,
-                                                      labels)
-    weights[exact_box] = np.asarray(lam, np.float64)
+  mixers = {exact_box: msda_jax.cutmix(exact_box=exact_box, alpha=1.0, mode="elem")
+            for exact_box in (True, False)}
+  lams = jax.jit(lambda k, x, y: {e: m(k, x, y).lam for e, m in mixers.items()})(
+      jax.random.key(1), images, labels)  # both rules in one jit
+  weights = {e: np.asarray(lam, np.float64) for e, lam in lams.items()}
   # Thresholds: equal laws fail p > 1e-3 one time in 1000 (were the keys or
   # NumPy's generator to change); these keys give p = 0.025 (1e-11 for the
   # reference rounding). Means: within 3.5 standard errors.

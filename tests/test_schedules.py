@@ -1,5 +1,7 @@
 """Schedules: α, prob and choice weights as functions of the training step."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -54,17 +56,25 @@ def test_prob_schedule_fraction_mixed_follows_the_value():
   assert abs(low - 0.25) < 0.03 and abs(high - 0.75) < 0.03, (low, high)
 
 
+def _alpha_schedule(s):
+  return jnp.where(s < OFF_AT, 0.2, 4.0)
+
+
+@functools.cache
+def _alpha_scheduled_lam():
+  """One compiled λ draw for both steps of the α-schedule test."""
+  mixer = msda_jax.mixup(alpha=_alpha_schedule, num_classes=K)
+  images, labels = _batch(b=8192, h=1, w=1)
+  return jax.jit(lambda s: mixer(jax.random.key(3), images, labels, step=s).lam)
+
+
 @pytest.mark.parametrize("step, alpha, tol", [(3, 0.2, 0.004), (12, 4.0, 0.0015)])
 def test_alpha_schedule_gives_beta_of_the_scheduled_alpha(step, alpha, tol):
   # Catches: α taken from another step, or the Beta path not fed the traced
   # α. Var Beta(α, α) = 1 / (4 (2α + 1)); n = 8192 gives SE 0.001 at
   # α = 0.2 and 0.0004 at α = 4, so tol is 4 SE, and α = 0.25 (var 0.1667)
   # or α = 3 (var 0.0357) would fail.
-  schedule = lambda s: jnp.where(s < OFF_AT, 0.2, 4.0)
-  mixer = msda_jax.mixup(alpha=schedule, num_classes=K)
-  images, labels = _batch(b=8192, h=1, w=1)
-  mix = jax.jit(lambda s: mixer(jax.random.key(3), images, labels, step=s))
-  var = float(jnp.var(mix(step).lam))
+  var = float(np.var(np.asarray(_alpha_scheduled_lam()(step))))
   assert abs(var - 1 / (4 * (2 * alpha + 1))) < tol, var
 
 
@@ -118,16 +128,20 @@ def _two_argument_sampler(key, shape):  # A user's sampler: no step.
 
 def test_unscheduled_mixer_ignores_step():
   # Catches: a step passed to an unscheduled mixer reaching a sampler that
-  # does not take one (TypeError), or changing its draws.
+  # does not take one (TypeError), or changing its draws. All mixers, with
+  # and without a step, in one jit (eager dispatch compiles every op).
   images, labels = _batch()
-  for mixer in (msda_jax.cutmix(num_classes=K), msda_jax.fmix(num_classes=K),
-                msda_jax.none(num_classes=K),
-                msda_jax.Mixer(_two_argument_sampler, num_classes=K),
-                msda_jax.choice([msda_jax.cutmix(num_classes=K),
-                                 msda_jax.mixup(num_classes=K)])):
+  mixers = (msda_jax.cutmix(num_classes=K), msda_jax.fmix(num_classes=K),
+            msda_jax.none(num_classes=K),
+            msda_jax.Mixer(_two_argument_sampler, num_classes=K),
+            msda_jax.choice([msda_jax.cutmix(num_classes=K),
+                             msda_jax.mixup(num_classes=K)]))
+  for mixer in mixers:
     assert not mixer.scheduled
-    plain = mixer(jax.random.key(0), images, labels)
-    stepped = mixer(jax.random.key(0), images, labels, step=7)
+  outs = jax.jit(lambda k, x, y: [
+      (m(k, x, y), m(k, x, y, step=7)) for m in mixers])(
+          jax.random.key(0), images, labels)
+  for plain, stepped in outs:
     chex.assert_trees_all_equal(plain, stepped)
 
 
@@ -139,7 +153,8 @@ def test_fixed_prob_zero_passes_through_and_scheduled_zero_still_draws():
   mixer = msda_jax.mixup(prob=lambda s: 0.0, num_classes=K)
   assert mixer.sampler is not None
   images, labels = _batch()
-  out = mixer(jax.random.key(0), images, labels, step=0)
+  out = jax.jit(lambda k, x, y: mixer(k, x, y, step=0))(
+      jax.random.key(0), images, labels)
   assert bool((out.lam == 1).all()) and bool((out.images == images).all())
 
 
@@ -183,8 +198,11 @@ def test_choice_weight_schedule_of_wrong_length_raises():
       [msda_jax.cutmix(num_classes=K), msda_jax.mixup(num_classes=K)],
       probs=lambda s: jnp.ones(3))
   images, labels = _batch()
+  # Under jit: the check is on the traced weights' shape, so it raises while
+  # tracing, before anything compiles (eager dispatch would compile the ops
+  # before it).
   with pytest.raises(ValueError, match="one weight per mixer"):
-    mixer(jax.random.key(0), images, labels, step=0)
+    jax.jit(lambda k, x, y: mixer(k, x, y, step=0))(jax.random.key(0), images, labels)
 
 
 @pytest.mark.parametrize("across", [False, True])
