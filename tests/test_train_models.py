@@ -31,9 +31,13 @@ def test_im2col_matches_xla_conv_and_its_weight_gradient(kernel, strides,
   def im2col(w):
     return conv_lib.im2col_conv(x, w, strides, padding)
 
-  np.testing.assert_allclose(im2col(w), xla(w), rtol=1e-5, atol=1e-5)
-  grad = lambda f: jax.grad(lambda w: jnp.sum(f(w) ** 2))(w)
-  np.testing.assert_allclose(grad(im2col), grad(xla), rtol=1e-4, atol=1e-4)
+  grad = lambda f: jax.grad(lambda w: jnp.sum(f(w) ** 2))
+  # Both convolutions and both gradients in one jit (eager dispatch would
+  # compile every op of the im2col patches one by one).
+  out_im2col, out_xla, grad_im2col, grad_xla = jax.jit(lambda w: (
+      im2col(w), xla(w), grad(im2col)(w), grad(xla)(w)))(w)
+  np.testing.assert_allclose(out_im2col, out_xla, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(grad_im2col, grad_xla, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('name', ['cnn_small', 'preact_resnet18'])
