@@ -1,4 +1,5 @@
-"""Starting ``python -m train.main`` in fresh processes, for the tests.
+"""Starting ``python -m train.main`` in fresh processes, for the tests, and
+reading the final checkpoint a run leaves.
 
 The device count is fixed when JAX starts, so runs with another count (or
 several processes joined through ``--jax_coordinator`` on localhost, which
@@ -13,7 +14,9 @@ import sys
 import tempfile
 import time
 
-__all__ = ['free_port', 'launch', 'wait']
+from train import checkpoint
+
+__all__ = ['final_state', 'free_port', 'launch', 'output', 'wait']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,3 +85,12 @@ def wait(processes: list[subprocess.Popen],
   for _, index in failures:
     assert False, outputs[index][-3000:]
   return outputs
+
+
+def final_state(workdir: str):
+  """(step, state) of the newest checkpoint in WORKDIR/checkpoints."""
+  manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
+  step = manager.latest_step()
+  state, _, _ = manager.restore(step)
+  manager.close()
+  return step, state

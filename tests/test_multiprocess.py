@@ -14,15 +14,6 @@ from PIL import Image
 import pytest
 
 import launch
-from train import checkpoint
-
-
-def _final_params(workdir: str):
-  manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  step = manager.latest_step()
-  state, _, _ = manager.restore(step)
-  manager.close()
-  return step, state['params']
 
 
 @pytest.mark.parametrize('placement', ['device', 'host'])
@@ -40,11 +31,11 @@ def test_two_processes_end_with_the_parameters_of_one(tmp_path, placement):
   assert 'final: step 4' in outputs[0]  # Only process 0 prints the result.
   assert 'final:' not in outputs[1]
   assert 'process 1 of 2, 2 local / 4 global devices' in outputs[1]
-  step_one, params_one = _final_params(single)
-  step_two, params_two = _final_params(multi)
+  step_one, state_one = launch.final_state(single)
+  step_two, state_two = launch.final_state(multi)
   assert step_one == step_two == 4
-  leaves_one, leaves_two = (jax.tree.leaves(p) for p in (params_one,
-                                                         params_two))
+  leaves_one, leaves_two = (jax.tree.leaves(s['params'])
+                            for s in (state_one, state_two))
   assert len(leaves_one) == len(leaves_two) > 4
   for a, b in zip(leaves_one, leaves_two):
     # Equal up to the order of the cross-device gradient sum (gloo between

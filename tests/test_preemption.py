@@ -78,10 +78,7 @@ def _interrupt(workdir: str, processes, signal_number, target=0,
 
 
 def _final(workdir: str):
-  manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  step = manager.latest_step()
-  state, _, _ = manager.restore(step)
-  manager.close()
+  step, state = launch.final_state(workdir)
   records = metric_writers.read_metrics(workdir)
   for record in records:
     record.pop('images_per_second', None)  # Wall-clock time.

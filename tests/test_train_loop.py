@@ -11,6 +11,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+import launch
 from configs import cifar10
 from configs import cifar100
 from configs import imagenet_resnet50
@@ -32,14 +33,6 @@ def _synthetic_config(**overrides) -> ml_collections.ConfigDict:
   config.progress_bar = False
   config.update_from_flattened_dict(overrides)
   return config
-
-
-def _final_state(workdir: str):
-  manager = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  step = manager.latest_step()
-  state, _, _ = manager.restore(step)
-  manager.close()
-  return step, state
 
 
 def test_synthetic_run_on_8_devices_learns_and_writes_its_outputs(tmp_path):
@@ -146,8 +139,8 @@ def test_resume_skips_a_damaged_checkpoint_and_ends_bit_identical(
                                     checkpoint.UNREADABLE_DIR, '5'))
   assert resumed['step'] == 7
   assert resumed['test_loss'] == expected['test_loss']
-  step_a, state_a = _final_state(uninterrupted)
-  step_b, state_b = _final_state(interrupted)
+  step_a, state_a = launch.final_state(uninterrupted)
+  step_b, state_b = launch.final_state(interrupted)
   assert step_a == step_b == 7
   leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
   assert len(leaves_a) == len(leaves_b) > 100
@@ -167,7 +160,7 @@ def test_device_and_host_placement_train_on_the_same_batches(tmp_path):
     config = _synthetic_config(**{'data.placement': placement,
                                   'total_steps': 6})
     train.train_and_evaluate(config, str(tmp_path / placement))
-    states[placement] = _final_state(str(tmp_path / placement))[1]
+    states[placement] = launch.final_state(str(tmp_path / placement))[1]
   for a, b in zip(jax.tree.leaves(states['device']),
                   jax.tree.leaves(states['host'])):
     np.testing.assert_array_equal(a, b)
@@ -179,8 +172,8 @@ def test_pmap_step_matches_the_jit_step(tmp_path):
   jit_result = train.train_and_evaluate(config, str(tmp_path / 'jit'))
   config.parallelism = 'pmap'
   pmap_result = train.train_and_evaluate(config, str(tmp_path / 'pmap'))
-  _, jit_state = _final_state(str(tmp_path / 'jit'))
-  _, pmap_state = _final_state(str(tmp_path / 'pmap'))
+  _, jit_state = launch.final_state(str(tmp_path / 'jit'))
+  _, pmap_state = launch.final_state(str(tmp_path / 'pmap'))
   # Same mixing per device, same batch-norm statistics (synced over the pmap
   # axis), same gradients up to the order of the cross-device reduction.
   assert jax.tree.structure(jit_state) == jax.tree.structure(pmap_state)
