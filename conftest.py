@@ -1,10 +1,20 @@
 """Test setup: 8 fake CPU devices, so sharded code paths run without accelerators.
 
 XLA reads the flag when the backend starts, so it is set here, before any test
-module imports jax. A persistent compilation cache keeps CI inside its budget.
+module imports jax.
+
+Compiled programs are shared within one test run, never across runs: the
+first process that loads this file (pytest itself, or xdist's controller)
+makes an empty compilation cache directory and names it in the environment,
+so that xdist's workers and the ``python -m train.main`` subprocesses the
+tests start (tests/launch.py) all read and write the same one, and it is
+removed when the run ends. Every run therefore pays a fresh machine's
+compilation cost once per distinct program.
 """
 
 import os
+import shutil
+import tempfile
 
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
@@ -12,8 +22,17 @@ if "xla_force_host_platform_device_count" not in _flags:
       _flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402  (must come after the flag)
+_OWNS_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWNS_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="msda_jax_test_cache_")
+# Every program, however quick to compile: most of this suite's time is
+# compilation of small programs that several tests and processes share.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-_CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".jax_cache")
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+import jax  # noqa: E402,F401  (must come after the flags)
+
+
+def pytest_unconfigure(config):
+  del config
+  if _OWNS_CACHE:
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
