@@ -32,6 +32,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import jax  # noqa: E402,F401  (must come after the flags)
 
 
+def pytest_collection_modifyitems(config, items):
+  """Tests marked ``long`` first (a stable sort): with ``-n auto`` a long test
+  started last would keep one worker busy after the other has finished."""
+  del config
+  items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def pytest_unconfigure(config):
   del config
   if _OWNS_CACHE:

@@ -13,8 +13,11 @@ import time
 import jax
 import numpy as np
 from PIL import Image
+import pytest
 
 import launch
+
+pytestmark = pytest.mark.long  # Real runs in subprocesses.
 
 
 def test_two_processes_end_with_the_parameters_of_one_on_the_host_path(tmp_path):

@@ -15,12 +15,15 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 import launch
 from configs import quickstart
 from train import checkpoint
 from train import metric_writers
 from train import train
+
+pytestmark = pytest.mark.long  # Real runs in subprocesses.
 
 # Long enough that a signal sent after a log lands mid-run (a step of the
 # smoke CNN takes 10 to 30 ms here, so 100 steps are over a second of
