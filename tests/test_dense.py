@@ -19,6 +19,20 @@ IGNORE = 255
 _mix = jax.jit(mix_maps, static_argnames=("hard", "num_classes", "ignore_value"))
 
 
+@functools.cache
+def _jit_mixer(method, **options):
+  """One jitted mixer per configuration, shared by every test (a fresh jax.jit
+  of the same mixer would trace, lower and load it again)."""
+  if method == "paste":
+    mixer = msda_jax.mask_mixer(_paste_box, num_classes=K, **options)
+  elif method == "resizemix":
+    from msda_jax._resizemix import resizemix
+    mixer = resizemix(num_classes=K, **options)
+  else:
+    mixer = getattr(msda_jax, method)(num_classes=K, **options)
+  return jax.jit(mixer)
+
+
 def _batch(b=6, spatial=(9, 7), seed=0, ignore_frac=0.2):
   """Images, image labels, int maps in [0, K) with some IGNORE, float maps."""
   rng = np.random.default_rng(seed)
@@ -41,8 +55,8 @@ def _one_hot(maps, ignore=IGNORE):
 def pasted():
   """A batch mixed by the test ResizeMix: images, labels, maps, soft, out."""
   images, labels, maps, soft = _batch()
-  mixer = msda_jax.mask_mixer(_paste_box, num_classes=K, partner="permute")
-  return images, labels, maps, soft, jax.jit(mixer)(jax.random.key(7), images, labels)
+  return images, labels, maps, soft, _jit_mixer("paste", partner="permute")(
+      jax.random.key(7), images, labels)
 
 
 def _paste_box(key, shape, lam):
@@ -85,8 +99,7 @@ def test_cutmix_hard_maps_take_the_owner_label(spatial):
   # ('permute'), swapping own/partner, a threshold that flips binary pixels,
   # a wrong spatial broadcast for (B, T) or (B, D, H, W) maps.
   images, labels, maps, _ = _batch(spatial=spatial)
-  mixer = msda_jax.cutmix(num_classes=K, partner="permute")
-  out = jax.jit(mixer)(jax.random.key(1), images, labels)
+  out = _jit_mixer("cutmix", partner="permute")(jax.random.key(1), images, labels)
   mixed = np.asarray(_mix(out, maps, hard=True))
   mask = np.asarray(out.mask)
   assert set(np.unique(mask)) <= {0.0, 1.0}
@@ -105,13 +118,14 @@ def test_hard_ignore_value_passes_through_in_uint8():
   # made-up label), cast to another dtype, or clipped to num_classes.
   images, labels, maps, _ = _batch()
   maps = maps.astype(jnp.uint8)
-  out = jax.jit(msda_jax.cutmix(num_classes=K))(jax.random.key(2), images, labels)
+  # The CutMix of test_cutmix_hard_maps_take_the_owner_label (one program).
+  out = _jit_mixer("cutmix", partner="permute")(jax.random.key(2), images, labels)
   mixed = np.asarray(_mix(out, maps, hard=True, num_classes=K,
                               ignore_value=IGNORE))
   assert mixed.dtype == np.uint8
   assert set(np.unique(mixed)) <= set(range(K)) | {IGNORE}
   owner_ignored = np.where(np.asarray(out.mask) == 1.0, np.asarray(maps),
-                           np.asarray(maps)[::-1]) == IGNORE
+                           np.asarray(maps)[np.asarray(out.partner_index)]) == IGNORE
   assert owner_ignored.any()
   np.testing.assert_array_equal(mixed == IGNORE, owner_ignored)
 
@@ -121,8 +135,7 @@ def test_soft_float_maps_are_the_per_pixel_blend(method):
   # Bugs: mixing by the image-level lam instead of the per-pixel mask (GMix,
   # HMix), M and 1 - M swapped, the wrong partner.
   images, labels, _, soft = _batch()
-  mixer = getattr(msda_jax, method)(num_classes=K, partner="roll")
-  out = jax.jit(mixer)(jax.random.key(3), images, labels)
+  out = _jit_mixer(method, partner="roll")(jax.random.key(3), images, labels)
   mixed = np.asarray(_mix(out, soft))
   mask = np.asarray(out.mask, np.float64)[..., None]
   y = np.asarray(soft, np.float64)
@@ -137,12 +150,16 @@ def test_hard_float_maps_take_the_owner_vector_for_soft_masks():
   # Bugs: the threshold M > 0.5 (a 0.5 pixel must stay its own), or hard
   # ignored for float maps (returning the blend).
   images, labels, _, soft = _batch()
-  out = jax.jit(msda_jax.gmix(num_classes=K))(jax.random.key(4), images, labels)
-  out = out._replace(mask=out.mask.at[:, 0, 0].set(0.5))
+  # The GMix of test_soft_float_maps_are_the_per_pixel_blend (one program).
+  out = _jit_mixer("gmix", partner="roll")(jax.random.key(4), images, labels)
+  out = out._replace(mask=np.asarray(out.mask).copy())
+  out.mask[:, 0, 0] = 0.5
   mixed = np.asarray(_mix(out, soft, hard=True))
   own = np.asarray(out.mask)[..., None] >= 0.5
   y = np.asarray(soft)
-  np.testing.assert_array_equal(mixed, np.where(own, y, y[::-1]))
+  p = np.asarray(out.partner_index)
+  assert (p != np.arange(len(p))).all()
+  np.testing.assert_array_equal(mixed, np.where(own, y, y[p]))
   np.testing.assert_array_equal(mixed[:, 0, 0], y[:, 0, 0])
 
 
@@ -154,8 +171,7 @@ def test_soft_int_maps_one_hot_with_ignored_share_dropped(ignore):
   # instead of the mask.
   images, labels, maps, _ = _batch()
   maps = np.where(maps == IGNORE, ignore, maps)
-  out = jax.jit(msda_jax.gmix(num_classes=K, partner="permute"))(
-      jax.random.key(5), images, labels)
+  out = _jit_mixer("gmix", partner="roll")(jax.random.key(5), images, labels)
   mixed = np.asarray(_mix(out, maps, num_classes=K, ignore_value=ignore))
   mask = np.asarray(out.mask, np.float64)
   p = np.asarray(out.partner_index)
@@ -176,8 +192,7 @@ def test_the_masked_loss_from_the_docstring_is_the_mean_over_known_pixels():
   # sum(ce) / sum(t) differ from the plain mean over labelled pixels
   # when nothing is mixed (prob=0).
   images, labels, maps, _ = _batch()
-  out = jax.jit(msda_jax.cutmix(num_classes=K, prob=0.0))(
-      jax.random.key(0), images, labels)
+  out = _jit_mixer("cutmix", prob=0.0)(jax.random.key(0), images, labels)
   t = np.asarray(_mix(out, maps, num_classes=K, ignore_value=IGNORE), np.float64)
   logits = np.random.default_rng(9).normal(size=t.shape)
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -195,7 +210,7 @@ def test_lam_is_the_mask_mean_and_the_own_share_of_the_map(method, pasted):
   images, labels, _, _, out = pasted
   b = len(labels)
   if method == "cutmix":
-    out = jax.jit(msda_jax.cutmix(num_classes=K))(jax.random.key(6), images, labels)
+    out = _jit_mixer("cutmix", partner="permute")(jax.random.key(6), images, labels)
   mask = np.asarray(out.mask, np.float64)
   np.testing.assert_allclose(out.lam, mask.mean(axis=(1, 2)), atol=1e-6)
   maps = np.broadcast_to(np.arange(b, dtype=np.int32)[:, None, None], mask.shape)
@@ -209,8 +224,7 @@ def test_paste_box_holds_the_nearest_resized_partner_map(spatial):
   # Bugs: the partner's map not resized (plain gather), a half-pixel shift
   # (floor((i - start) * n / size)), start ignored, axes mixed up.
   images, labels, maps, soft = _batch(spatial=spatial)
-  mixer = msda_jax.mask_mixer(_paste_box, num_classes=K, partner="permute")
-  out = jax.jit(mixer)(jax.random.key(7), images, labels)
+  out = _jit_mixer("paste", partner="permute")(jax.random.key(7), images, labels)
   starts, sizes = np.asarray(out.paste.start), np.asarray(out.paste.size)
   assert (sizes < np.asarray(spatial)).all()
   mixed = np.asarray(_mix(out, maps, hard=True))
@@ -306,7 +320,7 @@ def test_bad_inputs_are_clear_value_errors(maps_shape, dtype, options, match):
   # Bug: a shape mismatch broadcast silently (a (B, H, W) float map read as
   # K = W vectors) or a crash deep inside XLA instead of a named argument.
   images, labels, _, _ = _batch()
-  out = jax.jit(msda_jax.cutmix(num_classes=K))(jax.random.key(0), images, labels)
+  out = _jit_mixer("cutmix", partner="permute")(jax.random.key(0), images, labels)
   with pytest.raises(ValueError, match=match):
     mix_maps(out, np.zeros(maps_shape, dtype), **options)
 
@@ -320,40 +334,52 @@ def test_result_must_be_a_mix_result():
 DEVICES, LOCAL = 8, 3
 
 
-@pytest.mark.parametrize("method", ["cutmix", "paste"])
-def test_sharded_mixing_equals_per_shard_mixing(method):
-  # Bugs: global partner indices used as local rows inside shard_map (wrong
-  # rows, silently clamped), or the global gather giving other results than
-  # mixing each shard on its own.
+@functools.cache
+def _sharded_steps(method):
+  """The sharded paths and the per-shard reference, each one compiled program."""
   mesh = msda_jax.data_mesh()
-  assert jax.device_count() == DEVICES
-  if method == "cutmix":
-    mixer = msda_jax.cutmix(num_classes=K, partner="permute")
-  else:
-    mixer = msda_jax.mask_mixer(_paste_box, num_classes=K, partner="permute")
-  images, labels, maps, _ = _batch(b=DEVICES * LOCAL, spatial=(8, 6))
-  sharding = NamedSharding(mesh, PartitionSpec("data"))
-  images_s, labels_s, maps_s = jax.device_put((images, labels, maps), sharding)
-  key = jax.random.key(11)
-  out = jax.jit(msda_jax.shard_mixer(mixer, mesh))(key, images_s, labels_s)
+  mixer = (msda_jax.cutmix(num_classes=K, partner="permute") if method == "cutmix"
+           else msda_jax.mask_mixer(_paste_box, num_classes=K, partner="permute"))
   options = dict(num_classes=K, ignore_value=IGNORE)
-  global_soft = jax.jit(functools.partial(mix_maps, **options))(out, maps_s)
-  global_hard = jax.jit(functools.partial(mix_maps, hard=True))(out, maps_s)
-  local_soft = jax.jit(shard_mix_maps(mesh, **options))(out, maps_s)
-  assert local_soft.sharding.is_equivalent_to(sharding, local_soft.ndim)
+  mix, local_mix = msda_jax.shard_mixer(mixer, mesh), shard_mix_maps(mesh, **options)
+  batch = PartitionSpec("data")
 
   # Mixing inside the user's own shard_map with per_device (global indices,
   # local maps).
   def body(k, x, y, m):
     return mix_maps(msda_jax.per_device(mixer)(k, x, y), m, hard=True)
-  batch = PartitionSpec("data")
-  inside = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(), batch, batch, batch),
-                                 out_specs=batch))(key, images_s, labels_s, maps_s)
-  single = jax.jit(mixer)
+  inside = jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(), batch, batch, batch),
+                         out_specs=batch)
+
+  def sharded(k, x, y, m):
+    out = mix(k, x, y)
+    return (mix_maps(out, m, **options), mix_maps(out, m, hard=True), local_mix(out, m),
+            inside(k, x, y, m))
+
+  def single(k, x, y, m):
+    ref = mixer(k, x, y)
+    return mix_maps(ref, m, **options), mix_maps(ref, m, hard=True)
+  return mesh, jax.jit(sharded), jax.jit(single)
+
+
+@pytest.mark.parametrize("method", ["cutmix", "paste"])
+def test_sharded_mixing_equals_per_shard_mixing(method):
+  # Bugs: global partner indices used as local rows inside shard_map (wrong
+  # rows, silently clamped), or the global gather giving other results than
+  # mixing each shard on its own.
+  mesh, sharded, single = _sharded_steps(method)
+  assert jax.device_count() == DEVICES
+  images, labels, maps, _ = _batch(b=DEVICES * LOCAL, spatial=(8, 6))
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  images_s, labels_s, maps_s = jax.device_put((images, labels, maps), sharding)
+  key = jax.random.key(11)
+  global_soft, global_hard, local_soft, inside = sharded(key, images_s, labels_s, maps_s)
+  assert local_soft.sharding.is_equivalent_to(sharding, local_soft.ndim)
+  global_soft, global_hard, local_soft, inside = map(
+      np.asarray, (global_soft, global_hard, local_soft, inside))
   for d in range(DEVICES):
     rows = slice(d * LOCAL, (d + 1) * LOCAL)
-    ref = single(jax.random.fold_in(key, d), images[rows], labels[rows])
-    soft, hard = _mix(ref, maps[rows], **options), _mix(ref, maps[rows], hard=True)
+    soft, hard = single(jax.random.fold_in(key, d), images[rows], labels[rows], maps[rows])
     np.testing.assert_allclose(global_soft[rows], soft, atol=1e-6)
     np.testing.assert_allclose(local_soft[rows], soft, atol=1e-6)
     np.testing.assert_array_equal(global_hard[rows], hard)
@@ -384,10 +410,8 @@ def test_shard_mix_maps_bad_axis_name():
 def test_resizemix_maps_take_the_nearest_resized_partner():
   # Bug: the ResizeMix paste box not honoured for maps (the partner's map
   # unresized in the box while its image is resized).
-  from msda_jax._resizemix import resizemix
   images, labels, maps, _ = _batch(b=6, spatial=(16, 12), ignore_frac=0.1)
-  out = jax.jit(resizemix(num_classes=K, partner="permute"))(
-      jax.random.key(12), images, labels)
+  out = _jit_mixer("resizemix", partner="permute")(jax.random.key(12), images, labels)
   assert out.paste is not None
   mixed = np.asarray(_mix(out, maps, hard=True))
   mask = np.asarray(out.mask)
@@ -406,9 +430,10 @@ def test_resizemix_maps_take_the_nearest_resized_partner():
 def test_ignore_value_in_uint8_maps_is_not_a_class():
   # Catches: -1 for ignored pixels written in the maps' own dtype (uint8
   # wraps it to 255, a real class when num_classes > 255).
-  out = msda_jax.mixup()(jax.random.key(0), jnp.zeros((2, 2, 2, 1)), None)
+  # Jitted: the wrap happens in the compiled path as well as eagerly.
+  out = jax.jit(msda_jax.mixup())(jax.random.key(0), jnp.zeros((2, 2, 2, 1)), None)
   maps = jnp.array([[[255, 3], [3, 3]], [[3, 3], [3, 3]]], jnp.uint8)
-  t = mix_maps(out, maps, num_classes=300, ignore_value=255)
+  t = np.asarray(_mix(out, maps, num_classes=300, ignore_value=255))
   m = np.asarray(out.mask)
   # Pixel (0, 0, 0): own label ignored, partner's (sample 1) is 3.
   np.testing.assert_allclose(t[0, 0, 0, 255], 0.0)
