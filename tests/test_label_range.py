@@ -18,7 +18,18 @@ KEY = jax.random.key(0)
 
 
 def _images(shape=(6, 8, 8, 3)):
-  return jax.random.uniform(jax.random.key(1), shape)
+  # NumPy: an eager jax.random.uniform would compile a program per shape.
+  return np.random.default_rng(1).uniform(size=shape).astype(np.float32)
+
+
+# Compiled once per shape (eagerly every op compiles).
+_soft_labels = jax.jit(_mixing.soft_labels, static_argnames=("num_classes", "label_smoothing"))
+
+
+def _trace(mixer, shape, labels):
+  """Calls ``mixer`` on abstract images of ``shape``: its input checks (and
+  so its warnings) run as in an eager call, without compiling the mixing."""
+  return jax.eval_shape(mixer, KEY, jax.ShapeDtypeStruct(shape, jnp.float32), labels)
 
 
 def test_eager_out_of_range_labels_raise_naming_the_values():
@@ -64,13 +75,12 @@ def test_in_range_labels_are_unchanged():
   want = lam * y + (1 - lam) * y[np.asarray(out.partner_index)]
   np.testing.assert_allclose(out.labels, want, rtol=1e-6, atol=1e-7)
   np.testing.assert_array_equal(
-      _mixing.soft_labels(labels, num_classes=K), np.eye(K)[np.asarray(labels)])
+      _soft_labels(labels, num_classes=K), np.eye(K)[np.asarray(labels)])
 
 
 def test_soft_labels_turns_exactly_the_bad_rows_into_nan():
   # Bug: an off-by-one bound (K itself accepted, or 0 rejected).
-  got = np.asarray(_mixing.soft_labels(jnp.array([0, K - 1, K, -1]),
-                                       num_classes=K))
+  got = np.asarray(_soft_labels(jnp.array([0, K - 1, K, -1]), num_classes=K))
   assert np.isfinite(got[:2]).all() and np.isnan(got[2:]).all()
 
 
@@ -99,7 +109,7 @@ def test_channels_first_images_warn_how_to_transpose(shape, order):
   # Bug: NCHW input is mixed silently along the wrong axes.
   labels = jnp.arange(6) % K
   with pytest.warns(UserWarning, match=r"images\.transpose" + re.escape(order)):
-    msda_jax.mixup(num_classes=K)(KEY, _images(shape), labels)
+    _trace(msda_jax.mixup(num_classes=K), shape, labels)
 
 
 @pytest.mark.parametrize("shape", [
@@ -112,4 +122,4 @@ def test_channels_last_images_do_not_warn(shape):
   labels = jnp.arange(6) % K
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    msda_jax.mixup(num_classes=K)(KEY, _images(shape), labels)
+    _trace(msda_jax.mixup(num_classes=K), shape, labels)
