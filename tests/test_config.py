@@ -284,10 +284,10 @@ def test_training_fills_num_classes_from_the_dataset_and_checks_a_given_one():
   from configs import quickstart  # pylint: disable=g-import-not-at-top
   from train import train  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
-  assert train._msda_config(config, 10)["num_classes"] == 10  # pylint: disable=protected-access
+  assert train.msda_config(config, 10)["num_classes"] == 10
   config.msda.num_classes = 10
-  assert train._msda_config(config, 10)["num_classes"] == 10  # pylint: disable=protected-access
+  assert train.msda_config(config, 10)["num_classes"] == 10
   config.msda.num_classes = 7
   with pytest.raises(ValueError, match=r"msda.num_classes=7 but the dataset "
                      r"has 10 classes"):
-    train._msda_config(config, 10)  # pylint: disable=protected-access
+    train.msda_config(config, 10)

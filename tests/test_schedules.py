@@ -240,7 +240,7 @@ def test_config_schedules_become_step_schedules():
   config = ml_collections.ConfigDict(dict(msda=dict(
       method='mixup', prob=1.0, num_classes=None,
       prob_schedule=dict(kind='off_after_epoch', epoch=2))))
-  mixer = msda_jax.from_config(train._msda_config(config, K, 10))  # pylint: disable=protected-access
+  mixer = msda_jax.from_config(train.msda_config(config, K, 10))
   images, labels = _batch()
   mix = jax.jit(lambda s: mixer(jax.random.key(0), images, labels, step=s).lam)
   assert bool((np.asarray(mix(19)) < 1).all()) and bool((np.asarray(mix(20)) == 1).all())

@@ -183,13 +183,13 @@ def build_run(config: ml_collections.ConfigDict,
         bn_axis_name=bn_axis_name)
 
   mixer = msda_jax.from_config(
-      train_lib._msda_config(config, classes, steps_per_epoch))  # pylint: disable=protected-access
+      train_lib.msda_config(config, classes, steps_per_epoch))
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   schedule = optimizer_lib.learning_rate_schedule(
       config, total_steps=total_steps,
       warmup_steps=int(config.warmup_epochs * steps_per_epoch))
   tx = optimizer_lib.create_optimizer(config, schedule)
-  mean, std = train_lib._channel_stats(config)  # pylint: disable=protected-access
+  mean, std = train_lib.channel_stats(config)
   image_shape = (config.data.image_size, config.data.image_size,
                  config.data.channels)
   return RunParts(model_fn, tx, schedule, mixer, mean, std, image_shape,

@@ -38,13 +38,13 @@ from train import partitioning
 from train import preemption
 from train import steps as steps_lib
 
-__all__ = ['train_and_evaluate']
+__all__ = ['MODEL_DTYPES', 'channel_stats', 'mix_schedule', 'msda_config', 'train_and_evaluate']
 
 # Computation dtypes of the models (parameters stay float32).
 MODEL_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
-def _channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+def channel_stats(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
   """``data.mean`` and ``data.std`` as float32 vectors.
 
   Raises:
@@ -104,7 +104,7 @@ def mix_schedule(spec, steps_per_epoch: int, *, base: float = 1.0,
   return schedule
 
 
-def _msda_config(config: ml_collections.ConfigDict, num_classes: int,
+def msda_config(config: ml_collections.ConfigDict, num_classes: int,
                  steps_per_epoch: int | None = None) -> dict:
   """``config.msda`` for `msda_jax.from_config`, with the dataset's classes.
 
@@ -360,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   placement, batches, test_source = _training_data(config, dataset)
   steps_per_epoch = batches.steps_per_epoch
   mixer = msda_jax.from_config(
-      _msda_config(config, dataset.num_classes, steps_per_epoch))
+      msda_config(config, dataset.num_classes, steps_per_epoch))
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   stop_step = total_steps if halt_at_step is None else min(halt_at_step,
                                                            total_steps)
@@ -371,7 +371,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       config, total_steps=total_steps,
       warmup_steps=int(config.warmup_epochs * steps_per_epoch))
   tx = optimizer_lib.create_optimizer(config, schedule)
-  mean, std = _channel_stats(config)
+  mean, std = channel_stats(config)
   runner = _Runner(config, model_fn, tx, mixer, schedule, mean, std)
 
   image_shape = (config.data.image_size, config.data.image_size,
