@@ -142,11 +142,52 @@ def test_each_epoch_is_a_seeded_permutation_without_repeats():
   assert not np.array_equal(other_seed, batches.batch(0)['images'])
 
 
-def test_batches_depend_only_on_the_step_not_on_where_iteration_started():
+def _grain_children() -> set:
+  return {p.pid for p in multiprocessing.active_children()
+          if p.name.startswith('grain')}
+
+
+def _worker_batches(**kwargs):
+  # Process 1 of 2 with crop+flip: the in-process reference of worker_run.
+  return _batches(transform='crop_flip', process_index=1, process_count=2,
+                  **kwargs)
+
+
+@pytest.fixture(scope='module')
+def worker_run():
+  """The three tests below read one worker pipeline (each worker process is
+  an interpreter start that imports grain and JAX): 14 batches from two
+  workers, resumed at step 7 (steps 7..20 cross the epoch boundaries at 12
+  and 18), then the iterator closed early while its workers are still
+  producing; the grain children while it runs and after the close."""
+  batches = _worker_batches(num_workers=2)
+  before = _grain_children()
+  seen = {}
+
+  def run():
+    iterator = batches.iterate(7, 10**6)
+    seen['yielded'] = [next(iterator) for _ in range(14)]
+    seen['running'] = _grain_children() - before
+    iterator.close()
+    seen['after_close'] = _grain_children() - before
+
+  start = time.monotonic()
+  thread = threading.Thread(target=run, daemon=True)
+  thread.start()
+  thread.join(timeout=120)
+  seen['hung'] = thread.is_alive()
+  seen['seconds'] = time.monotonic() - start
+  return batches, seen
+
+
+def test_batches_depend_only_on_the_step_not_on_where_iteration_started(
+    worker_run):
   # Catches: positions counted from the resume step instead of step 0, or an
   # augmentation that depends on the worker or on where iteration started.
-  uninterrupted = list(_batches(transform='crop_flip').iterate(0, 10))
-  resumed = list(_batches(transform='crop_flip', num_workers=2).iterate(7, 10))
+  uninterrupted = list(_worker_batches().iterate(0, 10))
+  _, seen = worker_run
+  assert not seen['hung'], 'the worker pipeline hung'
+  resumed = seen['yielded'][:3]  # Steps 7, 8, 9, from the workers.
   assert len(resumed) == 3
   for a, b in zip(uninterrupted[7:], resumed):
     np.testing.assert_array_equal(a['images'], b['images'])
@@ -158,16 +199,16 @@ def test_batches_depend_only_on_the_step_not_on_where_iteration_started():
     _batches(batch=16).check_position(position, 13)
 
 
-def test_worker_processes_yield_exactly_the_in_process_batches():
+def test_worker_processes_yield_exactly_the_in_process_batches(worker_run):
   # Catches: grain's worker interleave returning batches out of step order
   # (e.g. sequential slices per worker), a position -> (step, row) mapping
   # that is off at epoch boundaries, or per-worker state leaking into the
-  # augmentation. Steps 0..13 cross two epoch boundaries (6 steps per epoch).
-  batches = _batches(transform='crop_flip', num_workers=2, process_index=1,
-                     process_count=2)
-  yielded = list(batches.iterate(0, 14))
+  # augmentation. Steps 7..20 cross two epoch boundaries (6 steps per epoch).
+  batches, seen = worker_run
+  assert not seen['hung'], 'the worker pipeline hung'
+  yielded = seen['yielded']
   assert len(yielded) == 14
-  for step, batch in enumerate(yielded):
+  for step, batch in enumerate(yielded, start=7):
     expected = batches.batch(step)
     assert sorted(batch) == ['bad_examples', 'images', 'labels']
     assert batch['images'].shape == (4, 4, 4, 1)
@@ -179,7 +220,7 @@ def test_worker_processes_yield_exactly_the_in_process_batches():
   # The in-process reference is the documented order: rows 4..7 of each
   # global batch of the seeded permutation (label = index % 3).
   order = order_lib.epoch_permutation(3, 1, 50)
-  np.testing.assert_array_equal(yielded[7]['labels'], order[8 + 4:8 + 8] % 3)
+  np.testing.assert_array_equal(yielded[0]['labels'], order[8 + 4:8 + 8] % 3)
 
 
 def test_processes_load_disjoint_slices_of_the_same_global_batch():
@@ -316,16 +357,11 @@ class _OddImage(_IndexImages):
     return (np.repeat(image, 3, axis=2) if index == 7 else image), label
 
 
-def _grain_children() -> set:
-  return {p.pid for p in multiprocessing.active_children()
-          if p.name.startswith('grain')}
-
-
-def test_abandoned_worker_iterators_stop_their_processes():
+def test_abandoned_worker_iterators_stop_their_processes(worker_run):
   # Catches: worker processes left running after the training loop stops
-  # early (generator closed after a batch, exception raised in the loop body
-  # or in a worker while the traceback is kept), and a close that blocks
-  # (e.g. a producer stuck on a full queue).
+  # early (generator closed after a batch: worker_run; exception raised in
+  # the loop body or in a worker while the traceback is kept: below), and a
+  # close that blocks (e.g. a producer stuck on a full queue).
   batches = _batches(num_workers=2, transform='crop_flip')
   # Example 7 has 3 channels: the transform raises in the one worker that
   # loads it, while the other one keeps running.
@@ -336,11 +372,6 @@ def test_abandoned_worker_iterators_stop_their_processes():
   seen = {}
 
   def abandon():
-    iterator = batches.iterate(0, 10**6)
-    next(iterator), next(iterator)  # Batches 0 and 1: one from each worker.
-    seen['running'] = _grain_children() - before
-    iterator.close()
-    seen['after_close'] = _grain_children() - before
     try:
       for step, _ in enumerate(batches.iterate(0, 10**6)):
         if step == 2:
@@ -360,11 +391,13 @@ def test_abandoned_worker_iterators_stop_their_processes():
   thread.start()
   thread.join(timeout=120)
   assert not thread.is_alive(), 'closing a worker iterator hung'
-  assert len(seen['running']) == 2
-  assert seen['after_close'] == set() and seen['after_error'] == set()
+  _, closed = worker_run
+  assert not closed['hung'], 'closing a worker iterator hung'
+  assert len(closed['running']) == 2
+  assert closed['after_close'] == set() and seen['after_error'] == set()
   assert 'data.channels=1' in str(seen['worker_error'])
   assert seen['after_worker_error'] == set()
-  assert time.monotonic() - start < 60
+  assert time.monotonic() - start < 60 and closed['seconds'] < 60
 
 
 def test_sources_pickle_for_worker_processes(tmp_path):
