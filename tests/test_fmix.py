@@ -21,12 +21,12 @@ import pytest
 
 from msda_jax import _fmix
 from msda_jax._fmix import fmix_draw, fmix_mask
+from jax.extend.random import threefry2x32_p
 
 SHAPES = ((64,), (32, 32), (24, 40), (8, 12, 10), (15, 9), (41,), (1,))
 SOFT_SHAPES = ((64,), (24, 40), (8, 12, 10))
 EDGE_LAMS = (0.0, 1e-6, 0.5, 1 - 1e-6, 1.0)
-# Every batched draw has this many keys (padded), so that each (shape, options)
-# compiles once for the whole file: compiling dominates its run time.
+# A batched draw with seed s uses the first keys of split(key(s), BATCH).
 BATCH = 512
 
 
@@ -36,23 +36,144 @@ def _k_bounds(lam, size):
   return int(np.floor(scaled)), int(np.ceil(scaled))
 
 
-@functools.lru_cache(maxsize=None)
-def _sampler(shape, decay_power, max_soft):
-  return jax.jit(jax.vmap(lambda k, l: fmix_draw(
-      k, shape, l, decay_power=decay_power, max_soft=max_soft)))
-
-
 def _keys(seed):
   return jax.random.split(jax.random.key(seed), BATCH)
 
 
+def _request(shape, lams, seed=0, decay_power=3.0, max_soft=0.0):
+  return (tuple(shape), float(decay_power), float(max_soft), int(seed),
+          tuple(np.asarray(lams, np.float32).tolist()))
+
+
+# Every batched draw a test reads, as its _batch arguments. Compiling is
+# most of this file's time, and one program for all of them (and for every
+# jitted helper below) compiles in about half the time of one per
+# (shape, options): _programs builds it once; _batch reads its results.
+MEAN_SHAPES = ((64,), (32, 32), (24, 40), (8, 12, 10))
+TOP_K_SHAPES = ((32, 32), (24, 40), (8, 12, 10))
+SPECTRUM_SHAPES = ((32, 32), (24, 40), (8, 12, 10), (64,), (5, 7))
+TIE_SHAPES = ((32, 32), (7, 5), (4, 5, 6))
+EARLY_STOP_CASES = ((0, (12, 10)), (1, (37,)), (2, (4, 5, 6)))
+EXTREME_LAMS = [0.0, 1.0, 1e-6, 1 - 1e-6] * 8
+SOFT_LAMS = [0.5, 0.1, 0.95, 0.4]
+VMAP_LAMS = np.array([0.0, 0.2, 0.5, 0.5, 0.8, 1.0], np.float32)
+_PLAN = (
+    [_request(s, EDGE_LAMS * 4) for s in SHAPES]
+    + [_request(s, EXTREME_LAMS, max_soft=soft) for s in SOFT_SHAPES for soft in (0.0, 0.3)]
+    + [_request(s, [0.31] * 400) for s in MEAN_SHAPES]
+    + [_request(s, np.linspace(0.0, 1.0, 41, dtype=np.float32), seed=1) for s in MEAN_SHAPES]
+    + [_request(s, [1.0, 0.0, 0.77], seed=3) for s in ((41,), (24, 40))]
+    + [_request(s, np.linspace(0.05, 0.95, 16)) for s in MEAN_SHAPES]
+    + [_request(s, [0.4] * 3, seed=4) for s in TOP_K_SHAPES]
+    + [_request((32, 32), [0.5] * 200, decay_power=d) for d in (2.0, 3.0, 5.0)]
+    + [_request(s, [0.5] * 500, seed=11) for s in MEAN_SHAPES]
+    + [_request(s, SOFT_LAMS, seed=5, max_soft=soft) for s in SOFT_SHAPES
+       for soft in (0.0, 0.3)]
+    + [_request((24, 40), np.linspace(0.0, 1.0, 65), seed=2, max_soft=soft)
+       for soft in (0.0, 1e-9)]
+    + [_request((24, 40), VMAP_LAMS, seed=9)]
+    + [_request((32, 32), [1.5, -0.5, 7.0, -3.0])]
+)
+
+
+def _key_data(key):
+  return np.asarray(jax.random.key_data(key))
+
+
+@functools.cache
+def _programs():
+  """Every planned draw, and the jitted helpers' results, from one jit.
+
+  Keys go in as data (no constant folding of the hash or the FFT)."""
+  groups = {}
+  for request in dict.fromkeys(_PLAN):
+    groups.setdefault(request[:3], []).append(request)
+  seeds = sorted({r[3] for r in _PLAN} | {4, 21})
+  keys = {seed: _key_data(_keys(seed)) for seed in seeds}
+  # Each group padded to the same batch: XLA compiles identical kernels
+  # once, so equal shapes across groups roughly halve the compile time.
+  padded = 1280
+  draws_in = []
+  for requests in groups.values():
+    assert sum(len(r[4]) for r in requests) <= padded
+    data = np.zeros((padded, 2), np.uint32)
+    lams = np.full((padded,), 0.5, np.float32)
+    start = 0
+    for r in requests:
+      data[start:start + len(r[4])] = keys[r[3]][:len(r[4])]
+      lams[start:start + len(r[4])] = r[4]
+      start += len(r[4])
+    draws_in.append((data, lams))
+  seed_keys = np.stack([_key_data(jax.random.key(s)) for s in range(8)])
+  extra_in = dict(
+      seed_keys=seed_keys, top_k_keys=keys[4][:3], normal_keys=keys[21],
+      lam=np.float32(0.37), half=np.float32(0.5),
+      zero=np.zeros((1,), np.uint32), counter=np.arange(1000, dtype=np.uint32),
+      seed=np.array([0x13198A2E, 0x03707344], np.uint32))
+  configs = list(groups)
+
+  def run(draws_in, extra):
+    wrap = jax.random.wrap_key_data
+    draws = []
+    for (shape, decay, soft), (data, lams) in zip(configs, draws_in):
+      draws.append(jax.vmap(lambda k, l, shape=shape, decay=decay, soft=soft: fmix_draw(
+          k, shape, l, decay_power=decay, max_soft=soft))(wrap(data), lams))
+    key = lambda s: wrap(extra["seed_keys"][s])
+    out = {}
+    for shape in SPECTRUM_SHAPES:
+      for seed in range(3):
+        out["spectrum", shape, seed] = _fmix._spectrum(key(seed), shape, 3.0)
+        out["g", shape, seed] = _fmix._low_freq_image(key(seed), shape, 3.0)
+    for shape in TOP_K_SHAPES:
+      for i in range(3):
+        spectrum_key = jax.random.split(wrap(extra["top_k_keys"][i]))[1]
+        out["top_k_g", shape, i] = _fmix._low_freq_image(spectrum_key, shape, 3.0)
+    for shape in TIE_SHAPES:
+      out["g", shape, 0] = _fmix._low_freq_image(key(0), shape, 3.0)
+    for seed, shape in EARLY_STOP_CASES:
+      out["g", shape, seed] = _fmix._low_freq_image(key(seed), shape, 3.0)
+    out["big_g"] = _fmix._low_freq_image(key(0), (224, 224), 20.0)
+    out["big_draw"] = fmix_draw(key(0), (224, 224), extra["half"], decay_power=20.0)
+    for shape, soft in (((24, 40), 0.0), ((24, 40), 0.2)):
+      out["jit", shape, soft] = fmix_draw(key(7), shape, extra["lam"], max_soft=soft)
+    out["normals"] = jax.vmap(lambda k: _fmix._complex_normals(k, (16, 9)))(
+        wrap(extra["normal_keys"]))
+    zero = extra["zero"]
+    out["known_answer"] = _fmix._threefry_2x32((zero[0], zero[0]), zero)
+    seed, counter = extra["seed"], extra["counter"]
+    out["ours"] = _fmix._threefry_2x32((seed[0], seed[1]), counter)
+    out["theirs"] = threefry2x32_p.bind(seed[0], seed[1], counter, jnp.zeros_like(counter))
+    names[:] = list(out)
+    return draws, [out[name] for name in names]
+
+  names = []
+  draws, extra = jax.jit(run)(draws_in, extra_in)
+  results = {}
+  for (masks, means), requests in zip(draws, groups.values()):
+    masks, means, start = np.asarray(masks), np.asarray(means), 0
+    for r in requests:
+      results[r] = masks[start:start + len(r[4])], means[start:start + len(r[4])]
+      start += len(r[4])
+  return results, dict(zip(names, jax.tree.map(np.asarray, extra)))
+
+
+def _raw(shape, lams, seed=0, decay_power=3.0, max_soft=0.0):
+  """The float32 masks and means of _programs for keys _keys(seed)[:len(lams)]."""
+  request = _request(shape, lams, seed, decay_power, max_soft)
+  results = _programs()[0]
+  assert request in results, "add this draw to _PLAN"
+  return results[request]
+
+
 def _batch(shape, lams, seed=0, decay_power=3.0, max_soft=0.0):
-  """Masks and means for keys ``_keys(seed)[:len(lams)]``, vmapped and jitted."""
-  num = len(lams)
-  padded = np.full((BATCH,), 0.5, np.float32)
-  padded[:num] = lams
-  masks, means = _sampler(shape, decay_power, max_soft)(_keys(seed), padded)
-  return np.asarray(masks[:num], np.float64), np.asarray(means[:num])
+  """Masks (float64) and means for keys ``_keys(seed)[:len(lams)]``, vmapped and jitted."""
+  masks, means = _raw(shape, lams, seed, decay_power, max_soft)
+  return np.asarray(masks, np.float64), np.asarray(means)
+
+
+def _extra(*name):
+  """A jitted helper's result from _programs, e.g. _extra("g", shape, seed)."""
+  return _programs()[1][name if len(name) > 1 else name[0]]
 
 
 def _equal_neighbours(masks, offsets=(1, 4)):
@@ -110,9 +231,10 @@ def test_shape_dtype_range_no_nan(shape):
   # Bugs: irfftn without its shape argument (an odd last axis comes back one
   # short: (15, 9) -> (15, 8)); a 0/0 or log(0) at λ = 0 or 1 giving NaN;
   # a mean that is not a float32 scalar; N = 1 (f_min = 1, one bin).
-  masks, means = _sampler(shape, 3.0, 0.0)(_keys(0), jnp.full((BATCH,), 0.5))
-  assert masks.shape == (BATCH,) + shape and masks.dtype == jnp.float32
-  assert means.shape == (BATCH,) and means.dtype == jnp.float32
+  masks, means = _raw(shape, EDGE_LAMS * 4)
+  num = len(EDGE_LAMS * 4)
+  assert masks.shape == (num,) + shape and masks.dtype == np.float32
+  assert means.shape == (num,) and means.dtype == np.float32
   masks, means = _batch(shape, EDGE_LAMS * 4)
   assert np.isfinite(masks).all() and np.isfinite(means).all(), shape
   assert masks.min() >= 0.0 and masks.max() <= 1.0, shape
@@ -125,7 +247,7 @@ def test_lambda_extremes(shape):
   # in the ramp when its width is 0 at the extremes.
   size = math.prod(shape)
   for soft in (0.0, 0.3):
-    masks, means = _batch(shape, [0.0, 1.0, 1e-6, 1 - 1e-6] * 8, max_soft=soft)
+    masks, means = _batch(shape, EXTREME_LAMS, max_soft=soft)
     assert (masks[0::4] == 0).all() and (means[0::4] == 0).all()
     assert (masks[1::4] == 1).all() and (means[1::4] == 1).all()
     assert set(masks[2::4].sum(axis=tuple(range(1, len(shape) + 1)))) <= {0, 1}
@@ -133,7 +255,7 @@ def test_lambda_extremes(shape):
         size - 1, size}
 
 
-@pytest.mark.parametrize("shape", [(64,), (32, 32), (24, 40), (8, 12, 10)])
+@pytest.mark.parametrize("shape", MEAN_SHAPES)
 def test_mean_is_k_over_n_with_a_fair_coin(shape):
   # Bugs: mean returned as λ instead of the realised k / N; k always
   # floor(λN) (the coin lost) or drawn with the wrong probability; a
@@ -170,46 +292,76 @@ def test_mean_is_the_same_under_jit_vmap_and_eager():
     assert batched[0] == 1.0 and batched[1] == 0.0
 
 
-@pytest.mark.parametrize("shape", [(64,), (32, 32), (24, 40), (8, 12, 10)])
+@pytest.mark.parametrize("shape", MEAN_SHAPES)
 def test_binary_without_max_soft(shape):
   # Bug: the soft ramp (or g itself) leaking into the default binary mask.
   masks, _ = _batch(shape, np.linspace(0.05, 0.95, 16))
   assert set(np.unique(masks)) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (24, 40), (8, 12, 10)])
+@pytest.mark.parametrize("shape", TOP_K_SHAPES)
 def test_mask_is_the_top_k_of_the_low_frequency_image(shape):
   # Bugs: the k smallest instead of the largest (M = 1 on the wrong side),
   # or a threshold unrelated to g. White-box: the spectrum key is the second
   # half of the split, as in fmix_mask.
   masks, _ = _batch(shape, [0.4] * 3, seed=4)
-  for key, mask in zip(_keys(4), masks):
-    g = np.asarray(_fmix._low_freq_image(jax.random.split(key)[1], shape, 3.0))
+  for i, mask in enumerate(masks):   # g of jax.random.split(_keys(4)[i])[1]
+    g = _extra("top_k_g", shape, i)
     assert g[mask == 1].min() >= g[mask == 0].max()
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (7, 5), (4, 5, 6)])
+@functools.cache
+def _ranked():
+  """The ties test's _top_k and _ramp (width 0) on every tied field and k,
+  and _top_k on every k of the early-stop fields: one jit."""
+  ties = []
+  for shape in TIE_SHAPES:
+    cases = _tie_cases(shape)
+    ties.append((np.stack([_tied(shape, levels) for levels, _ in cases]),
+                 np.array([k for _, k in cases], np.int32)))
+  early = [(_extra("g", shape, seed), np.arange(math.prod(shape) + 1, dtype=np.int32))
+           for seed, shape in EARLY_STOP_CASES]
+
+  def run(ties, early):
+    both = lambda g, k: (_fmix._top_k(g, k), _fmix._ramp(g, k, jnp.int32(0)))
+    return ([jax.vmap(both)(g, k) for g, k in ties],
+            [jax.vmap(_fmix._top_k, in_axes=(None, 0))(g, k) for g, k in early])
+
+  tie_runs, early_runs = jax.jit(run)(ties, early)
+  return (dict(zip(TIE_SHAPES, jax.tree.map(np.asarray, tie_runs))),
+          dict(zip(EARLY_STOP_CASES, map(np.asarray, early_runs))))
+
+
+def _tied(shape, levels):
+  """g (key 0) rounded to a few levels: many exact ties."""
+  g = _extra("g", shape, 0)
+  return np.round(g / g.std() * levels) if levels > 1 else np.zeros_like(g)
+
+
+def _tie_cases(shape):
+  size = math.prod(shape)
+  return [(levels, k) for levels in (3, 12, 1)
+          for k in sorted({0, 1, size // 3, size // 2, size - 1, size})]
+
+
+@pytest.mark.parametrize("shape", TIE_SHAPES)
 def test_ties_are_ranked_exactly(shape):
   # Bugs: a threshold test g >= t that keeps every pixel tied with the k-th
   # (more than k ones, mean != k / N); ties broken differently from a stable
   # descending argsort (then the soft path, which sorts, disagrees).
-  g = np.asarray(_fmix._low_freq_image(jax.random.key(0), shape, 3.0))
-  size = g.size
-  top_k = jax.jit(_fmix._top_k)
-  ramp = jax.jit(_fmix._ramp)
-  for levels in (3, 12, 1):
-    tied = np.round(g / g.std() * levels) if levels > 1 else np.zeros_like(g)
+  top_k, ramp = _ranked()[0][shape]
+  for i, (levels, k) in enumerate(_tie_cases(shape)):
+    tied = _tied(shape, levels)
+    size = tied.size
     order = np.argsort(-tied.ravel(), kind="stable")
-    for k in sorted({0, 1, size // 3, size // 2, size - 1, size}):
-      expected = np.zeros(size)
-      expected[order[:k]] = 1.0
-      got = np.asarray(top_k(jnp.asarray(tied), jnp.int32(k)), np.float64)
-      np.testing.assert_array_equal(got.ravel(), expected, err_msg=f"{levels} {k}")
-      got = np.asarray(ramp(jnp.asarray(tied), jnp.int32(k), jnp.int32(0)))
-      np.testing.assert_array_equal(got.ravel(), expected, err_msg=f"{levels} {k}")
+    expected = np.zeros(size)
+    expected[order[:k]] = 1.0
+    got = np.asarray(top_k[i], np.float64)
+    np.testing.assert_array_equal(got.ravel(), expected, err_msg=f"{levels} {k}")
+    np.testing.assert_array_equal(ramp[i].ravel(), expected, err_msg=f"{levels} {k}")
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (24, 40), (8, 12, 10), (64,), (5, 7)])
+@pytest.mark.parametrize("shape", SPECTRUM_SHAPES)
 def test_low_frequency_image_is_irfftn_of_the_spec_spectrum(shape):
   # Bugs: frequencies on the wrong axis or with the wrong function (fftfreq on
   # the last axis, rfftfreq elsewhere, a transposed grid for non-square
@@ -225,20 +377,19 @@ def test_low_frequency_image_is_irfftn_of_the_spec_spectrum(shape):
                                 1.0 / max(shape)) ** decay
   # Ours is the spec's scale times the constant f_min^δ (same ranking).
   np.testing.assert_allclose(scale, expected * max(shape) ** -decay, rtol=1e-6)
-  for seed in range(3):
-    key = jax.random.key(seed)
-    spectrum = np.asarray(_fmix._spectrum(key, shape, decay), np.complex128)
-    g = np.asarray(_fmix._low_freq_image(key, shape, decay), np.float64)
+  for seed in range(3):   # key jax.random.key(seed), under jit
+    spectrum = np.asarray(_extra("spectrum", shape, seed), np.complex128)
+    g = np.asarray(_extra("g", shape, seed), np.float64)
     want = np.fft.irfftn(spectrum, shape, axes=tuple(range(len(shape))))
     np.testing.assert_allclose(g, want, atol=1e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (24, 40), (8, 12, 10), (64,), (5, 7)])
+@pytest.mark.parametrize("shape", SPECTRUM_SHAPES)
 def test_last_axis_zero_and_nyquist_planes_are_hermitian(shape):
   # Bug: the Hermitian fix dropped. NumPy and ducc ignore the non-Hermitian
   # part of these planes (so the CPU result does not change), but cuFFT's
   # c2r output is undefined for it: GPU masks would silently differ.
-  spectrum = np.asarray(_fmix._spectrum(jax.random.key(0), shape, 3.0))
+  spectrum = _extra("spectrum", shape, 0)   # key jax.random.key(0)
   planes = [0] + ([spectrum.shape[-1] - 1] if shape[-1] % 2 == 0 else [])
   for j in planes:
     plane = spectrum[..., j]
@@ -316,7 +467,7 @@ def test_soft_ramp(shape):
   # is not the mask's mean.
   size = math.prod(shape)
   max_soft = 0.3
-  lams = [0.5, 0.1, 0.95, 0.4]
+  lams = SOFT_LAMS
   soft_masks, soft_means = _batch(shape, lams, seed=5, max_soft=max_soft)
   hard_masks, hard_means = _batch(shape, lams, seed=5)
   for lam, soft, hard, soft_mean, hard_mean in zip(
@@ -349,11 +500,12 @@ def test_jit_equals_eager():
   # concrete λ that jit cannot take, a different key split under jit.
   # Binary masks and means are bit-identical; soft ramp values may differ by
   # an ulp (XLA divides through a reciprocal in some fusions, not others).
-  for shape, soft in (((24, 40), 0.0), ((32, 32), 0.2)):
+  # The jitted draws are in _programs (λ traced); one shape, so that the
+  # eager ops compile once for both (and for the other eager tests).
+  for shape, soft in (((24, 40), 0.0), ((24, 40), 0.2)):
     key = jax.random.key(7)
     eager = fmix_draw(key, shape, 0.37, max_soft=soft)
-    jitted = jax.jit(fmix_draw, static_argnums=1,
-                     static_argnames="max_soft")(key, shape, 0.37, max_soft=soft)
+    jitted = _extra("jit", shape, soft)
     np.testing.assert_allclose(np.asarray(eager[0]), np.asarray(jitted[0]),
                                rtol=0, atol=0 if soft == 0 else 2e-7)
     np.testing.assert_array_equal(np.asarray(eager[1]), np.asarray(jitted[1]))
@@ -363,7 +515,7 @@ def test_vmap_over_keys_and_lams():
   # Bugs: batch axes mixed up (one sample's λ or key used for another), a
   # shape check that reads the batch axis, a coin shared across the batch.
   shape = (24, 40)
-  lams = np.array([0.0, 0.2, 0.5, 0.5, 0.8, 1.0], np.float32)
+  lams = VMAP_LAMS
   masks, means = _batch(shape, lams, seed=9)
   keys = _keys(9)
   for i in range(6):
@@ -416,33 +568,30 @@ def test_large_decay_power_does_not_overflow():
   # Bug: the spec's 1 / max(f, f_min)^δ taken literally in float32
   # overflows (224^20 > 3.4e38): inf and NaN in g. The mask alone cannot
   # show it (NaN keys still rank to exactly k pixels), so g is checked.
-  g = np.asarray(_fmix._low_freq_image(jax.random.key(0), (224, 224), 20.0))
+  # Both under jit (_programs), key 0.
+  g = _extra("big_g")
   assert np.isfinite(g).all() and g.std() > 0
-  mask, mean = fmix_draw(jax.random.key(0), (224, 224), 0.5, decay_power=20.0)
-  mask = np.asarray(mask)
+  mask, mean = _extra("big_draw")
   assert mask.sum() == round(float(mean) * mask.size)
 
 
 def test_fmix_mask_is_the_draws_mask():
   # Catches: the public generator drifting from what the mixers use.
+  # (24, 40): the eager ops of the other eager tests.
   key = jax.random.key(3)
-  np.testing.assert_array_equal(fmix_mask(key, (12, 10), 0.4),
-                                fmix_draw(key, (12, 10), 0.4)[0])
+  np.testing.assert_array_equal(fmix_mask(key, (24, 40), 0.4),
+                                fmix_draw(key, (24, 40), 0.4)[0])
 
 
 def test_threefry_is_the_published_hash():
   # Bugs: a wrong rotation constant, key-schedule parity or injection order
   # in the hand-written hash (weaker random bits than JAX's PRNG, silently).
   # Random123's known answer for key 0, counter 0, and JAX's own threefry
-  # on a range of counters under another key.
-  zero = jnp.zeros((1,), jnp.uint32)
-  words = _fmix._threefry_2x32((jnp.uint32(0), jnp.uint32(0)), zero)
+  # on a range of counters under another key (all in _programs).
+  words = _extra("known_answer")
   assert [int(w[0]) for w in words] == [0x6B200159, 0x99BA4EFE]
-  from jax.extend.random import threefry2x32_p
-  seed = (jnp.uint32(0x13198A2E), jnp.uint32(0x03707344))
-  counter = jnp.arange(1000, dtype=jnp.uint32)
-  ours = _fmix._threefry_2x32(seed, counter)
-  theirs = threefry2x32_p.bind(seed[0], seed[1], counter, jnp.zeros_like(counter))
+  ours, theirs = _extra("ours"), _extra("theirs")
+  assert len(ours[0]) == 1000
   for a, b in zip(ours, theirs):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -452,8 +601,7 @@ def test_complex_normals_are_independent_standard_normals():
   # 1/2), the real and imaginary parts from the same word (correlation 1),
   # neighbouring bins from overlapping counters (correlation between
   # entries), or a bias in the bits-to-uniform step (mean != 0).
-  z = np.asarray(jax.jit(jax.vmap(
-      lambda k: _fmix._complex_normals(k, (16, 9))))(_keys(21)))
+  z = _extra("normals")   # vmapped over _keys(21), in _programs
   parts = np.stack([z.real, z.imag], axis=-1).reshape(-1, 2).astype(np.float64)
   assert len(parts) == 73_728  # sd of a mean ~ 0.0037, of a var ~ 0.0052
   assert np.abs(parts.mean(axis=0)).max() < 0.02
@@ -472,13 +620,12 @@ def test_early_stop_gives_the_top_k_of_distinct_values():
   # Bugs in the early stop: stopping when count >= k (not == k) keeps too
   # many pixels; stopping on the candidate's count before it is accepted,
   # or returning the previous threshold, gives the wrong set. Every k of
-  # three random fields against a stable argsort.
-  top_k = jax.jit(jax.vmap(_fmix._top_k, in_axes=(None, 0)))
-  for seed, shape in ((0, (12, 10)), (1, (37,)), (2, (4, 5, 6))):
-    g = np.asarray(_fmix._low_freq_image(jax.random.key(seed), shape, 3.0))
+  # three random fields against a stable argsort (_top_k vmapped over k).
+  for seed, shape in EARLY_STOP_CASES:
+    g = _extra("g", shape, seed)
     size = g.size
     ks = np.arange(size + 1, dtype=np.int32)
-    got = np.asarray(top_k(jnp.asarray(g), jnp.asarray(ks))).reshape(size + 1, -1)
+    got = _ranked()[1][seed, shape].reshape(size + 1, -1)
     order = np.argsort(-g.ravel(), kind="stable")
     for k in ks:
       expected = np.zeros(size, bool)
