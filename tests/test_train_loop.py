@@ -95,6 +95,22 @@ def _resume_config(**overrides):
       'checkpoint_every_steps': 3, 'log_every_steps': 2, **overrides})
 
 
+@pytest.fixture(scope='module')
+def uninterrupted_run(tmp_path_factory):
+  """placement -> (workdir, result) of an uninterrupted `_resume_config`
+  run, trained once: the host one is also the pmap test's jit reference."""
+  runs = {}
+
+  def run(placement):
+    if placement not in runs:
+      workdir = str(tmp_path_factory.mktemp(f'uninterrupted_{placement}'))
+      config = _resume_config(**{'data.placement': placement})
+      runs[placement] = workdir, train.train_and_evaluate(config, workdir)
+    return runs[placement]
+
+  return run
+
+
 def _records_without_timing(workdir: str) -> list[dict]:
   records = metric_writers.read_metrics(workdir)
   for record in records:
@@ -104,16 +120,15 @@ def _records_without_timing(workdir: str) -> list[dict]:
 
 @pytest.mark.parametrize('placement', ['device', 'host'])
 def test_resume_skips_a_damaged_checkpoint_and_ends_bit_identical(
-    tmp_path, placement, caplog):
+    tmp_path, placement, caplog, uninterrupted_run):
   # Catches: a damaged newest checkpoint that stops the run (the
   # JSONDecodeError traceback), a fallback that restarts from scratch or
   # silently, a resume that differs in any state (params, batch stats,
   # momentum, RNG, data position mid-epoch) or any logged metric, and a crash
   # while writing a later checkpoint (a temporary directory) taken for one.
-  uninterrupted = str(tmp_path / 'uninterrupted')
+  uninterrupted, expected = uninterrupted_run(placement)
   interrupted = str(tmp_path / 'interrupted')
   config = _resume_config(**{'data.placement': placement})
-  expected = train.train_and_evaluate(config, uninterrupted)
   halted = train.train_and_evaluate(config, interrupted, halt_at_step=5)
   assert halted['step'] == 5  # 4 steps per epoch; saves at 3 and 5.
   checkpoints = os.path.join(interrupted, 'checkpoints')
@@ -166,13 +181,14 @@ def test_device_and_host_placement_train_on_the_same_batches(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-def test_pmap_step_matches_the_jit_step(tmp_path):
+def test_pmap_step_matches_the_jit_step(tmp_path, uninterrupted_run):
   # pmap streams batches from the host; so must jit, to see the same ones.
+  jit_workdir, jit_result = uninterrupted_run('host')
   config = _resume_config(**{'data.placement': 'host'})
-  jit_result = train.train_and_evaluate(config, str(tmp_path / 'jit'))
+  assert config.parallelism == 'jit'
   config.parallelism = 'pmap'
   pmap_result = train.train_and_evaluate(config, str(tmp_path / 'pmap'))
-  _, jit_state = launch.final_state(str(tmp_path / 'jit'))
+  _, jit_state = launch.final_state(jit_workdir)
   _, pmap_state = launch.final_state(str(tmp_path / 'pmap'))
   # Same mixing per device, same batch-norm statistics (synced over the pmap
   # axis), same gradients up to the order of the cross-device reduction.
