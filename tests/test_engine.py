@@ -44,15 +44,82 @@ USER_MASKS = {
 }
 
 
+def _user_mixer(kind, mode):
+  return msda_jax.mask_mixer(USER_MASKS[kind], mode=mode, num_classes=K,
+                             partner="permute")
+
+
+PROB_USER = msda_jax.mask_mixer(_stripe, num_classes=K, prob=0.5)
+
+# The key contract's cases: (mixer, n uniforms of the mask, alpha, the public
+# generator on a sample key and λ).
+KEY_CASES = [
+    (msda_jax.mask_mixer(_stripe, alpha=0.5), 0, 0.5,
+     lambda k, lam: _stripe(_engine.mask_key(k), SHAPE, lam)),
+    (msda_jax.cutmix(alpha=1.0), 2, 1.0,
+     lambda k, lam: msda_jax.cutmix_mask(k, SHAPE, lam)),
+    (msda_jax.hmix(alpha=0.3, r=0.75), 2, 0.3,
+     lambda k, lam: msda_jax.hmix_mask(k, SHAPE, lam, r=0.75)),
+    (msda_jax.gmix(alpha=(0.2, 0.6)), 2, (0.2, 0.6),
+     lambda k, lam: msda_jax.gmix_mask(k, SHAPE, lam)),
+]
+
+
+@functools.cache
+def _outputs():
+  """Every jitted mixer call of this file's tests, in one jit (compiling is
+  most of their time, and one program compiles faster than several)."""
+  images, labels = _batch()
+  big_images, big_labels = _batch(800)
+  both = msda_jax.choice([PROB_USER, msda_jax.cutmix(num_classes=K)],
+                         probs=[0.5, 0.5])
+  lam_images, lam_labels = _batch(4000)
+  b = 4  # key contract: even, so nobody pairs with itself
+  zeros, eye_labels = jnp.zeros((b, *SHAPE, 1)), jnp.eye(2)[jnp.zeros(b, jnp.int32)]
+  keys = {n: jax.random.key(n) for n in range(8)}
+
+  def run(keys, images, labels, big_images, big_labels, lam_images, lam_labels,
+          zeros, eye_labels):
+    out = {}
+    for kind in USER_MASKS:
+      for mode in msda_jax.MODES:
+        out[kind, mode] = _user_mixer(kind, mode)(keys[1], images, labels)
+    out["prob"] = PROB_USER(keys[2], big_images, big_labels)
+    out["choice"] = both(keys[3], big_images, big_labels)
+    out["alpha_bounds"] = msda_jax.mixup(alpha=(0.1, 0.9), num_classes=K)(
+        keys[0], lam_images[:, :1, :1], lam_labels).lam
+    out["labels_none"] = msda_jax.cutmix()(keys[0], images, None)
+    # The key contract: each mixer's masks, and the public generator on
+    # sample key k = split(mask_key, B)[i] with λ from its uniforms.
+    sample_keys = jax.random.split(jax.random.split(keys[7])[1], b)
+    for i, (mixer, n, alpha, generator) in enumerate(KEY_CASES):
+      extra = 0 if isinstance(alpha, tuple) or alpha == 1.0 else 1
+      lam = jax.vmap(lambda k: _engine.draw_lam(
+          jax.random.uniform(k, (2 + n + extra,)), alpha))(sample_keys)
+      out["key", i] = (mixer(keys[7], zeros, eye_labels).mask,
+                       jax.vmap(generator)(sample_keys, lam))
+    return list(out), list(out.values())
+
+  names = []
+
+  def values(*args):
+    got_names, got = run(*args)
+    names[:] = got_names
+    return got
+
+  got = jax.jit(values)(keys, images, labels, big_images, big_labels,
+                        lam_images, lam_labels, zeros, eye_labels)
+  return images, labels, dict(zip(names, got))
+
+
 @pytest.mark.parametrize("mode", msda_jax.MODES)
 @pytest.mark.parametrize("kind", sorted(USER_MASKS))
 def test_user_mask_mixes_images_and_labels_by_the_mask(kind, mode):
   # Catches: a user's mask not applied, or labels mixed by the sampled λ
-  # instead of the realised mask mean.
-  mixer = msda_jax.mask_mixer(USER_MASKS[kind], mode=mode, num_classes=K,
-                              partner="permute")
-  images, labels = _batch()
-  out = jax.jit(mixer)(jax.random.key(1), images, labels)
+  # instead of the realised mask mean. (mask_mixer(USER_MASKS[kind], mode,
+  # partner='permute') on _batch() with key 1, jitted in _outputs.)
+  images, labels, outs = _outputs()
+  out = outs[kind, mode]
   mask, p = np.asarray(out.mask, np.float64), np.asarray(out.partner_index)
   x = np.asarray(images, np.float64)
   np.testing.assert_allclose(out.images,
@@ -69,18 +136,14 @@ def test_user_mask_mixes_images_and_labels_by_the_mask(kind, mode):
 
 def test_user_mask_with_prob_choice_and_sharding():
   # Catches: a user mixer that cannot join choice / shard_mixer, or prob
-  # ignored for user masks.
-  user = msda_jax.mask_mixer(_stripe, num_classes=K, prob=0.5)
+  # ignored for user masks. (The first two calls are in _outputs.)
   images, labels = _batch(800)
-  out = jax.jit(user)(jax.random.key(2), images, labels)
-  rate = float(jnp.mean(out.lam < 1))
+  outs = _outputs()[2]
+  rate = float(jnp.mean(outs["prob"].lam < 1))
   assert 0.45 < rate < 0.55, rate  # 800 flips: sd 0.018
-  both = msda_jax.choice([user, msda_jax.cutmix(num_classes=K)],
-                         probs=[0.5, 0.5])
-  out = jax.jit(both)(jax.random.key(3), images, labels)
-  assert out.images.shape == images.shape
+  assert outs["choice"].images.shape == images.shape
   mesh = msda_jax.data_mesh()
-  sharded = jax.jit(msda_jax.shard_mixer(user, mesh))
+  sharded = jax.jit(msda_jax.shard_mixer(PROB_USER, mesh))
   images, labels = _batch(16)
   out = sharded(jax.random.key(4), images, labels)
   # per-device pairing: partners stay on their device (2 samples each)
@@ -93,35 +156,20 @@ def test_key_contract_public_generator_reproduces_the_mixers_mask():
   # u = uniform(k, (2 + n + e,)); a plain mask_fn gets mask_key(k), a
   # uniform mask (and every built-in generator) gets k itself.
   # Catches: key paths that drift apart from the documentation.
-  b, key = 4, jax.random.key(7)  # even: nobody pairs with itself
-  images = jnp.zeros((b, *SHAPE, 1))
-  labels = jnp.zeros(b, jnp.int32)
-  sample_keys = jax.random.split(jax.random.split(key)[1], b)
-  cases = [
-      (msda_jax.mask_mixer(_stripe, alpha=0.5), 0, 0.5,
-       lambda k, lam: _stripe(_engine.mask_key(k), SHAPE, lam)),
-      (msda_jax.cutmix(alpha=1.0), 2, 1.0,
-       lambda k, lam: msda_jax.cutmix_mask(k, SHAPE, lam)),
-      (msda_jax.hmix(alpha=0.3, r=0.75), 2, 0.3,
-       lambda k, lam: msda_jax.hmix_mask(k, SHAPE, lam, r=0.75)),
-      (msda_jax.gmix(alpha=(0.2, 0.6)), 2, (0.2, 0.6),
-       lambda k, lam: msda_jax.gmix_mask(k, SHAPE, lam)),
-  ]
-  for mixer, n, alpha, generator in cases:
-    out = mixer(key, images, jnp.eye(2)[labels])
-    extra = 0 if isinstance(alpha, tuple) or alpha == 1.0 else 1
-    for i, k in enumerate(sample_keys):
-      lam = _engine.draw_lam(jax.random.uniform(k, (2 + n + extra,)), alpha)
-      np.testing.assert_allclose(out.mask[i], generator(k, lam), atol=1e-6,
+  # (Key 7, B = 4, both sides under jit in _outputs.)
+  outs = _outputs()[2]
+  for i, (mixer, _, _, _) in enumerate(KEY_CASES):
+    masks, generated = outs["key", i]
+    for j in range(4):
+      np.testing.assert_allclose(masks[j], generated[j], atol=1e-6,
                                  err_msg=mixer.name)
 
 
 def test_alpha_bounds_draw_uniform_lambda():
   # Catches: (low, high) read as a Beta α, or the bounds ignored.
-  mixer = msda_jax.mixup(alpha=(0.1, 0.9), num_classes=K)
-  images, labels = _batch(4000)
-  lam = np.asarray(jax.jit(mixer)(jax.random.key(0), images[:, :1, :1],
-                                  labels).lam)
+  # (mixup(alpha=(0.1, 0.9)) on 4000 1x1 images, key 0, in _outputs.)
+  lam = np.asarray(_outputs()[2]["alpha_bounds"])
+  assert lam.shape == (4000,)
   assert lam.min() >= 0.1 and lam.max() <= 0.9
   # U(0.1, 0.9): mean 0.5, variance 0.8² / 12 = 0.0533 (sd of the mean 0.004)
   assert abs(lam.mean() - 0.5) < 0.015 and abs(lam.var() - 0.0533) < 0.005
@@ -166,8 +214,8 @@ def test_user_mixers_compare_by_value():
 def test_labels_none_mixes_images_only():
   # Catches: dense-only users forced to invent image labels, or None
   # skipping the image checks.
-  images, _ = _batch()
-  out = jax.jit(msda_jax.cutmix())(jax.random.key(0), images, None)
+  images, _, outs = _outputs()
+  out = outs["labels_none"]   # cutmix()(key 0, images, None) under jit
   assert out.labels is None and out.images.shape == images.shape
   with pytest.raises(ValueError, match="rank 3 to 5"):
     msda_jax.cutmix()(jax.random.key(0), images[..., 0, 0], None)
