@@ -29,7 +29,6 @@ instead (tests; memory figures of XLA:CPU, not of the TPU).
 """
 
 import copy
-import dataclasses
 import functools
 import json
 import os
@@ -47,21 +46,17 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import ml_collections
 from ml_collections import config_flags
-import msda_jax
 import numpy as np
 
-from train import models
-from train import optimizer as optimizer_lib
 from train import partitioning
 from train import steps as steps_lib
 from train import tpu_topology
-# The loop's own config readers (msda block with the dataset's classes and
-# schedules; per-channel statistics), so that the mixer compiled here is the
-# one the run builds.
+# The loop's own builder (`run_parts`), so that the steps compiled here are
+# the ones the run builds.
 from train import train as train_lib
 
 __all__ = [
-    'CLASS_COUNTS', 'COLLECTIVES', 'RunParts', 'build_run', 'check',
+    'CLASS_COUNTS', 'COLLECTIVES', 'build_run', 'check',
     'collective_ops', 'count_collectives', 'dataset_facts', 'format_report',
     'judge_fit', 'main', 'require_fit', 'training_config'
 ]
@@ -81,32 +76,6 @@ _DTYPE_BYTES = {'pred': 1, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2, 'f16': 2,
                 'bf16': 2, 's32': 4, 'u32': 4, 'f32': 4, 's64': 8, 'u64': 8,
                 'f64': 8, 'c64': 8, 'c128': 16}
 _OOM_MARKERS = ('RESOURCE_EXHAUSTED', 'Ran out of memory', 'out of memory')
-
-
-@dataclasses.dataclass(frozen=True)
-class RunParts:
-  """What a run builds from its config before any data: model to mixer.
-
-  Attributes:
-    model_fn: ``model_fn(bn_axis_name) -> flax Module``.
-    tx: the optimizer.
-    schedule: the learning-rate schedule.
-    mixer: the mixer of ``config.msda``.
-    mean: per-channel mean, uint8 units.
-    std: per-channel standard deviation.
-    image_shape: (H, W, C) of a training image.
-    num_classes: classes of the dataset.
-    steps_per_epoch: used by schedules only.
-  """
-  model_fn: Any
-  tx: Any
-  schedule: Any
-  mixer: msda_jax.Mixer
-  mean: np.ndarray
-  std: np.ndarray
-  image_shape: tuple[int, int, int]
-  num_classes: int
-  steps_per_epoch: int
 
 
 def training_config(config: ml_collections.ConfigDict
@@ -156,44 +125,21 @@ def dataset_facts(data: ml_collections.ConfigDict,
 
 
 def build_run(config: ml_collections.ConfigDict,
-              num_classes: int | None = None) -> RunParts:
+              num_classes: int | None = None) -> train_lib.RunParts:
   """The model, optimizer, schedule and mixer ``config`` trains with.
 
-  The same calls as `train.train.train_and_evaluate`, with the dataset's
-  class count and size from `dataset_facts` instead of the dataset.
+  `train.train.run_parts`, the loop's own builder, with the dataset's class
+  count and size from `dataset_facts` instead of the dataset.
 
   Raises:
     ValueError: unknown model, model dtype, method, optimizer or class count.
   """
-  if config.model.name not in models.MODEL_NAMES:
-    raise ValueError(f'unknown model {config.model.name!r}: expected one of '
-                     f'{models.MODEL_NAMES}')
-  if config.model.dtype not in train_lib.MODEL_DTYPES:
-    raise ValueError(f'unknown model.dtype {config.model.dtype!r}: expected '
-                     f'one of {train_lib.MODEL_DTYPES}')
+  train_lib.check_model(config)
   classes, train_size = dataset_facts(config.data, num_classes,
                                       config.msda.get('num_classes'))
   steps_per_epoch = max((train_size or 1000 * config.batch_size)
                         // config.batch_size, 1)
-
-  def model_fn(bn_axis_name: str | None):
-    return models.create_model(
-        config.model.name, num_classes=classes, conv=config.model.conv,
-        width=config.model.width, dtype=jnp.dtype(config.model.dtype),
-        bn_axis_name=bn_axis_name)
-
-  mixer = msda_jax.from_config(
-      train_lib.msda_config(config, classes, steps_per_epoch))
-  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
-  schedule = optimizer_lib.learning_rate_schedule(
-      config, total_steps=total_steps,
-      warmup_steps=int(config.warmup_epochs * steps_per_epoch))
-  tx = optimizer_lib.create_optimizer(config, schedule)
-  mean, std = train_lib.channel_stats(config)
-  image_shape = (config.data.image_size, config.data.image_size,
-                 config.data.channels)
-  return RunParts(model_fn, tx, schedule, mixer, mean, std, image_shape,
-                  classes, steps_per_epoch)
+  return train_lib.run_parts(config, classes, steps_per_epoch)
 
 
 def collective_ops(hlo_text: str) -> list[dict]:

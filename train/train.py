@@ -9,6 +9,7 @@ periodic evaluation, JSON-lines and TensorBoard metrics, and orbax
 checkpoints from which a restarted run continues bit for bit.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -38,7 +39,8 @@ from train import partitioning
 from train import preemption
 from train import steps as steps_lib
 
-__all__ = ['MODEL_DTYPES', 'channel_stats', 'mix_schedule', 'msda_config', 'train_and_evaluate']
+__all__ = ['MODEL_DTYPES', 'RunParts', 'channel_stats', 'check_model', 'mix_schedule',
+           'msda_config', 'run_parts', 'train_and_evaluate']
 
 # Computation dtypes of the models (parameters stay float32).
 MODEL_DTYPES = ('float32', 'bfloat16', 'float16')
@@ -141,16 +143,80 @@ def msda_config(config: ml_collections.ConfigDict, num_classes: int,
   return msda
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
-  if config.parallelism not in partitioning.PARALLELISMS:
-    raise ValueError(f'unknown parallelism {config.parallelism!r}: expected '
-                     f'one of {partitioning.PARALLELISMS}')
+def check_model(config: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError naming ``model.name`` or ``model.dtype`` if unknown."""
   if config.model.name not in models.MODEL_NAMES:
     raise ValueError(f'unknown model {config.model.name!r}: expected one of '
                      f'{models.MODEL_NAMES}')
   if config.model.dtype not in MODEL_DTYPES:
     raise ValueError(f'unknown model.dtype {config.model.dtype!r}: expected '
                      f'one of {MODEL_DTYPES}')
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParts:
+  """What a run builds from its config before any data: model to mixer.
+
+  Attributes:
+    model_fn: ``model_fn(bn_axis_name) -> flax Module``.
+    tx: the optimizer.
+    schedule: the learning-rate schedule.
+    mixer: the mixer of ``config.msda``.
+    mean: per-channel mean, uint8 units.
+    std: per-channel standard deviation.
+    image_shape: (H, W, C) of a training image.
+    num_classes: classes of the dataset.
+    steps_per_epoch: training steps per epoch (schedules count in epochs).
+    total_steps: ``config.total_steps``, or ``num_epochs`` epochs.
+  """
+  model_fn: Any
+  tx: Any
+  schedule: Any
+  mixer: msda_jax.Mixer
+  mean: np.ndarray
+  std: np.ndarray
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  steps_per_epoch: int
+  total_steps: int
+
+
+def run_parts(config: ml_collections.ConfigDict, num_classes: int,
+              steps_per_epoch: int) -> RunParts:
+  """The model, optimizer, schedule and mixer that ``config`` trains with.
+
+  `train_and_evaluate` and `train.compile_check` build their steps from
+  these, so that the program checked for a TPU is the one the run compiles.
+
+  Raises:
+    ValueError: an unknown method, optimizer or schedule, or channel
+      statistics that do not match ``data.channels``.
+  """
+  def model_fn(bn_axis_name: str | None):
+    return models.create_model(
+        config.model.name, num_classes=num_classes, conv=config.model.conv,
+        width=config.model.width, dtype=jnp.dtype(config.model.dtype),
+        bn_axis_name=bn_axis_name)
+
+  mixer = msda_jax.from_config(
+      msda_config(config, num_classes, steps_per_epoch))
+  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  schedule = optimizer_lib.learning_rate_schedule(
+      config, total_steps=total_steps,
+      warmup_steps=int(config.warmup_epochs * steps_per_epoch))
+  tx = optimizer_lib.create_optimizer(config, schedule)
+  mean, std = channel_stats(config)
+  image_shape = (config.data.image_size, config.data.image_size,
+                 config.data.channels)
+  return RunParts(model_fn, tx, schedule, mixer, mean, std, image_shape,
+                  num_classes, steps_per_epoch, total_steps)
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  if config.parallelism not in partitioning.PARALLELISMS:
+    raise ValueError(f'unknown parallelism {config.parallelism!r}: expected '
+                     f'one of {partitioning.PARALLELISMS}')
+  check_model(config)
   if config.keep_checkpoints < 2:
     raise ValueError(
         f'keep_checkpoints={config.keep_checkpoints}: keep at least 2, so '
@@ -348,36 +414,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
 
   dataset = datasets.load_dataset(config.data)
-
-  def model_fn(bn_axis_name: str | None):
-    return models.create_model(
-        config.model.name, num_classes=dataset.num_classes,
-        conv=config.model.conv, width=config.model.width,
-        dtype=jnp.dtype(config.model.dtype), bn_axis_name=bn_axis_name)
-
   test_transform = augment.eval_transform(
       config.data.augment, config.data.image_size, config.data.channels)
   placement, batches, test_source = _training_data(config, dataset)
   steps_per_epoch = batches.steps_per_epoch
-  mixer = msda_jax.from_config(
-      msda_config(config, dataset.num_classes, steps_per_epoch))
-  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  parts = run_parts(config, dataset.num_classes, steps_per_epoch)
+  mixer, schedule, tx = parts.mixer, parts.schedule, parts.tx
+  total_steps = parts.total_steps
   stop_step = total_steps if halt_at_step is None else min(halt_at_step,
                                                            total_steps)
   checkpoint_every = config.checkpoint_every_steps or steps_per_epoch
   eval_every = max(int(config.eval_every_epochs * steps_per_epoch), 1)
 
-  schedule = optimizer_lib.learning_rate_schedule(
-      config, total_steps=total_steps,
-      warmup_steps=int(config.warmup_epochs * steps_per_epoch))
-  tx = optimizer_lib.create_optimizer(config, schedule)
-  mean, std = channel_stats(config)
-  runner = _Runner(config, model_fn, tx, mixer, schedule, mean, std)
-
-  image_shape = (config.data.image_size, config.data.image_size,
-                 config.data.channels)
+  runner = _Runner(config, parts.model_fn, tx, mixer, schedule, parts.mean,
+                   parts.std)
   state = steps_lib.init_train_state(jax.random.key(config.seed),
-                                     runner.model, tx, image_shape)
+                                     runner.model, tx, parts.image_shape)
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, 'checkpoints'),
       max_to_keep=config.keep_checkpoints)
