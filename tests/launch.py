@@ -14,9 +14,13 @@ import sys
 import tempfile
 import time
 
+import jax
+import numpy as np
+
 from train import checkpoint
 
-__all__ = ['final_state', 'free_port', 'launch', 'output', 'wait']
+__all__ = ['assert_two_processes_match_one', 'final_state', 'free_port',
+           'launch', 'output', 'wait']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,3 +98,27 @@ def final_state(workdir: str):
   state, _, _ = manager.restore(step)
   manager.close()
   return step, state
+
+
+def assert_two_processes_match_one(single: str, multi: str,
+                                   outputs: list[str], *, steps: int,
+                                   atol: float) -> None:
+  """A run of 2 processes x 2 devices (``multi``, its ``outputs``) ended where
+  one process with 4 devices (``single``) did, after ``steps`` steps.
+
+  The parameters are equal up to the order of the cross-device gradient sum
+  (gloo between processes, XLA within one), within ``rtol=1e-5`` and
+  ``atol``; a wrong batch moves them by ~1e-3 within 4 steps. Only process 0
+  prints the result, and process 1 names its place.
+  """
+  assert f'final: step {steps}' in outputs[0], outputs[0][-3000:]
+  assert 'final:' not in outputs[1]
+  assert 'process 1 of 2, 2 local / 4 global devices' in outputs[1]
+  step_one, state_one = final_state(single)
+  step_two, state_two = final_state(multi)
+  assert step_one == step_two == steps
+  leaves_one, leaves_two = (jax.tree.leaves(s['params'])
+                            for s in (state_one, state_two))
+  assert len(leaves_one) == len(leaves_two) > 4
+  for a, b in zip(leaves_one, leaves_two):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol)

@@ -10,7 +10,6 @@ localhost and exchange gradients with gloo collectives. The device path's
 import os
 import time
 
-import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -24,28 +23,16 @@ def test_two_processes_end_with_the_parameters_of_one_on_the_host_path(tmp_path)
   # Catches processes that load the same rows (or the wrong slice) of the
   # global batch, devices built from another order, a run that is silently
   # two independent single-process runs, and a broken --jax_* launch.
-  placement = 'host'
   single = str(tmp_path / 'single')
-  outputs = launch.wait([launch.launch(single, 4, placement)])
+  outputs = launch.wait([launch.launch(single, 4, 'host')])
   assert 'final: step 4' in outputs[0]
   multi = str(tmp_path / 'multi')
   coordinator = f'localhost:{launch.free_port()}'
-  outputs = launch.wait([launch.launch(multi, 2, placement, coordinator, i, 2)
+  outputs = launch.wait([launch.launch(multi, 2, 'host', coordinator, i, 2)
                    for i in range(2)])
-  assert 'final: step 4' in outputs[0]  # Only process 0 prints the result.
-  assert 'final:' not in outputs[1]
-  assert 'process 1 of 2, 2 local / 4 global devices' in outputs[1]
-  step_one, state_one = launch.final_state(single)
-  step_two, state_two = launch.final_state(multi)
-  assert step_one == step_two == 4
-  leaves_one, leaves_two = (jax.tree.leaves(s['params'])
-                            for s in (state_one, state_two))
-  assert len(leaves_one) == len(leaves_two) > 4
-  for a, b in zip(leaves_one, leaves_two):
-    # Equal up to the order of the cross-device gradient sum (gloo between
-    # processes, XLA within one): measured differences are ~1e-9, while a
-    # wrong batch moves the parameters by ~1e-3 in 4 steps.
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # Measured differences are ~1e-9 after 4 steps.
+  launch.assert_two_processes_match_one(single, multi, outputs, steps=4,
+                                        atol=1e-7)
 
 
 def test_unreadable_images_stop_every_process_together(tmp_path):
