@@ -19,7 +19,7 @@ Example:
 from msda_jax._compose import choice
 from msda_jax._config import from_config
 from msda_jax._dense import mix_maps, partner_maps, shard_mix_maps
-from msda_jax._engine import mask_mixer, uniform_mask
+from msda_jax._engine import guided_mask_mixer, mask_mixer, uniform_mask
 from msda_jax._fmix import fmix, fmix_mask
 from msda_jax._gridmix import gridmix, gridmix_mask
 from msda_jax._lam import sample_lam
@@ -44,7 +44,7 @@ __all__ = [
     # Mixer factories, the extension point and combinators.
     "mixup", "cutmix", "hmix", "gmix", "fmix", "gridmix", "smoothmix",
     "resizemix", "none",
-    "mask_mixer", "uniform_mask", "choice", "from_config",
+    "mask_mixer", "guided_mask_mixer", "uniform_mask", "choice", "from_config",
     # Dense targets (segmentation maps) mixed with the images' masks.
     "mix_maps", "partner_maps", "shard_mix_maps",
     # The paper's regulariser: E[(1 - M_k)(1 - M_l)] by pixel offset.

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from msda_jax._engine import check_prob, is_schedule
 from msda_jax._mixer import Mixer
+from msda_jax._modes import sample
 from msda_jax._types import PasteBox
 
 __all__ = ["choice", "ChoiceSampler"]
@@ -51,6 +52,19 @@ class ChoiceSampler:
     return is_schedule(self.probs) or any(
         getattr(s, "scheduled", False) for s in self.samplers)
 
+  @property
+  def guided(self) -> bool:
+    """Whether any sampler looks at guides (calls then pass them)."""
+    return any(getattr(s, "guided", False) for s in self.samplers)
+
+  @property
+  def default_guide(self):
+    """The guided samplers' default guide when they agree on one, else None
+    (the mixer then needs ``guide=``)."""
+    defaults = {getattr(s, "default_guide", None) for s in self.samplers
+                if getattr(s, "guided", False)}
+    return defaults.pop() if len(defaults) == 1 else None
+
   def _weights(self, step):
     if not is_schedule(self.probs):
       return jnp.asarray(self.probs, jnp.float32)
@@ -61,7 +75,8 @@ class ChoiceSampler:
           f"({len(self.samplers)},); got shape {weights.shape}")
     return weights  # jax.random.choice normalises by the sum.
 
-  def __call__(self, key: jax.Array, shape, step=None):
+  def __call__(self, key: jax.Array, shape, step=None, *, guide=None,
+               partner_guide=None):
     if self.scheduled and step is None:
       raise ValueError(
           "this choice has a schedule (weights or a method's alpha/prob): "
@@ -74,8 +89,9 @@ class ChoiceSampler:
     # select anyway, and a vmapped lax.switch inside shard_map fails in JAX
     # 0.10 ("pvary is a invariant->variant collective"). In 'batch' mode it
     # builds a few masks instead of one: negligible next to the blend.
-    draws = [s(mask_key, shape, step) if getattr(s, "scheduled", False)
-             else s(mask_key, shape) for s in self.samplers]
+    # A sampler that needs no guide never sees one.
+    draws = [sample(s, mask_key, shape, step=step, guide=guide,
+                    partner_guide=partner_guide) for s in self.samplers]
     if any(len(d) == 3 for d in draws):
       draws = [_with_paste(d, shape) for d in draws]
     return jax.tree.map(lambda *xs: jax.lax.select_n(pick, *xs), *draws)

@@ -42,7 +42,8 @@ from msda_jax._mixer import Mixer
 from msda_jax._types import MaskFn, PasteBox
 
 __all__ = [
-    "UniformMask", "uniform_mask", "MethodSampler", "mask_mixer", "draw_lam",
+    "UniformMask", "uniform_mask", "MethodSampler", "mask_mixer",
+    "guided_mask_mixer", "draw_lam",
     "check_alpha", "check_prob", "mask_key", "method_name", "is_schedule",
 ]
 
@@ -177,12 +178,14 @@ class UniformMask:
   num_uniforms: int
   options: tuple = ()
 
-  def __call__(self, key: jax.Array, shape, lam):
+  def __call__(self, key: jax.Array, shape, lam, *guides):
     u = jax.random.uniform(key, (2 + self.num_uniforms,), jnp.float32)
-    return self.from_uniforms(u[2:], shape, lam)
+    return self.from_uniforms(u[2:], shape, lam, *guides)
 
-  def from_uniforms(self, u: jax.Array, shape, lam):
-    return self.fn(u, shape, lam, **dict(self.options))
+  def from_uniforms(self, u: jax.Array, shape, lam, *guides):
+    """``fn(u, shape, lam, *guides, **options)``; ``guides`` is
+    ``(guide, partner_guide)`` for a guided mask, else empty."""
+    return self.fn(u, shape, lam, *guides, **dict(self.options))
 
   def _identity(self):
     return (_value_id(self.fn), self.num_uniforms, self.options)
@@ -274,23 +277,37 @@ class MethodSampler:
 
   ``alpha`` and ``prob`` may be schedules ``step -> value``; the sampler is
   then :attr:`scheduled` and must be called ``sampler(key, shape, step)``.
+  A ``guided`` sampler's mask looks at one sample's guides: it is called
+  ``sampler(key, shape, guide=g, partner_guide=pg)`` and calls
+  ``mask_fn(key, shape, lam, g, pg)``; ``default_guide`` (None or
+  ``images -> guide``, batched) is what a mixer uses when given no guide.
   """
 
   mask_fn: MaskFn
   alpha: Alpha = 1.0
   prob: Union[float, Schedule] = 1.0
+  guided: bool = False
+  default_guide: Optional[Callable] = None
 
   @property
   def scheduled(self) -> bool:
     """Whether α or ``prob`` is a schedule (calls then need a ``step``)."""
     return is_schedule(self.alpha) or is_schedule(self.prob)
 
-  def __call__(self, key: jax.Array, shape, step=None):
+  def __call__(self, key: jax.Array, shape, step=None, *, guide=None,
+               partner_guide=None):
     shape = tuple(shape)
     if self.scheduled and step is None:
       raise ValueError(
           "this sampler has a scheduled alpha or prob: call it with step= "
           "(the training step, an int or a traced int array)")
+    guides = ()
+    if self.guided:
+      if guide is None or partner_guide is None:
+        raise ValueError(
+            "this sampler's mask looks at guides: call it with guide= and "
+            "partner_guide= (one sample's guide and its partner's)")
+      guides = (guide, partner_guide)
     alpha = self.alpha
     if is_schedule(alpha):
       alpha = jnp.asarray(alpha(step), jnp.float32)
@@ -300,9 +317,9 @@ class MethodSampler:
                            jnp.float32)
     lam = draw_lam(u, alpha)
     if fast:
-      out = self.mask_fn.from_uniforms(u[2:2 + n], shape, lam)
+      out = self.mask_fn.from_uniforms(u[2:2 + n], shape, lam, *guides)
     else:
-      out = self.mask_fn(mask_key(key), shape, lam)
+      out = self.mask_fn(mask_key(key), shape, lam, *guides)
     mask, mean, paste = _as_draw(out, shape, f"mask_fn {self.mask_fn!r}")
     if is_schedule(self.prob) or self.prob < 1.0:
       prob = (jnp.asarray(self.prob(step), jnp.float32)
@@ -316,7 +333,8 @@ class MethodSampler:
     return (mask, mean) if paste is None else (mask, mean, paste)
 
   def _identity(self):
-    return (_value_id(self.mask_fn), self.alpha, self.prob)
+    return (_value_id(self.mask_fn), self.alpha, self.prob, self.guided,
+            _value_id(self.default_guide))
 
   def __eq__(self, other):
     return (isinstance(other, MethodSampler)
@@ -412,6 +430,86 @@ def mask_mixer(mask_fn: MaskFn, *, alpha: Alpha = 1.0, mode: str = "elem",
   prob = check_prob(prob)
   off = not is_schedule(prob) and prob == 0.0  # A scheduled 0 still draws.
   sampler = None if off else MethodSampler(mask_fn, alpha, prob)
+  if name is None:
+    name = _default_name(mask_fn)
+  return Mixer(sampler, mode=mode, partner=partner,
+               label_smoothing=label_smoothing, num_classes=num_classes,
+               name=name)
+
+
+def guided_mask_mixer(mask_fn: Callable, *, default_guide: Optional[Callable] = None,
+                      alpha: Alpha = 1.0, mode: str = "elem", prob: float = 1.0,
+                      partner: str = "flip", label_smoothing: float = 0.0,
+                      num_classes=None, name: Optional[str] = None) -> Mixer:
+  """Turns a mask generator that looks at guides into a :class:`~msda_jax.Mixer`.
+
+  A *guide* is per-sample data the mask may look at: a saliency map, the
+  input gradient's magnitude, the image itself. The mixer is called
+  ``mixer(key, images, labels, guide=guide)`` with ``guide`` a float array
+  ``(B, *spatial')`` (the image's spatial rank, at image resolution or on a
+  coarser grid; a trailing channel axis is allowed) or a pytree of them;
+  each draw calls ``mask_fn(key, shape, lam, guide, partner_guide)`` with
+  one sample's guide and its partner's (``jax.tree.map(lambda g: g[i])``
+  of the batched guides). Which sample's view a draw sees: sample ``i`` in
+  'elem' mode; the lower index of the pair in 'pair' mode (its partner's
+  guide is ``partner_guide``; both members get that mask); sample 0 and its
+  partner in 'batch' mode. Keys are as :func:`mask_mixer`'s (the mask gets
+  ``fold_in(k, 1)`` of sample key ``k``; a :func:`uniform_mask` generator
+  gets ``fn(u, shape, lam, guide, partner_guide, **options)``).
+
+  Called with no guide, the mixer uses ``default_guide(images)`` (and
+  ``default_guide(partner_images)`` in :meth:`Mixer.mix_with`), computed
+  inside the trace; with neither it raises a ValueError naming ``guide``.
+  A guided mixer works with every mode, ``prob``, schedules, label heads,
+  :func:`~msda_jax.choice` (the methods that need no guide ignore it),
+  :func:`~msda_jax.mix_maps` and :func:`~msda_jax.shard_mixer` (with
+  ``across_devices=True`` the partner's guide travels on the ring with its
+  shard).
+
+  Args:
+    mask_fn: ``mask_fn(key, shape, lam, guide, partner_guide)`` for one
+      sample; returns what a :func:`mask_mixer` generator returns (a mask
+      of ``shape`` in [0, 1], or ``(mask, mean)``).
+    default_guide: None, or ``images -> guide`` for a whole batch
+      (e.g. :func:`~msda_jax.spectral_residual_saliency`); compared by
+      identity (a ``functools.partial`` by value), so pass the same function
+      object to mixers that should share it in a ``choice``.
+    alpha: as :func:`mask_mixer`.
+    mode: as :func:`mask_mixer`.
+    prob: as :func:`mask_mixer`.
+    partner: as :func:`mask_mixer`.
+    label_smoothing: as :func:`mask_mixer`.
+    num_classes: as :func:`mask_mixer`.
+    name: a readable name; default the mask function's name.
+
+  Returns:
+    A :class:`~msda_jax.Mixer` whose calls take ``guide=``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, msda_jax
+    >>> def hide_partner_peak(key, shape, lam, guide, partner_guide):
+    ...   del key, lam, guide       # the partner shows only at its peak pixel
+    ...   peak = jnp.argmax(partner_guide.ravel())
+    ...   return jnp.where(jnp.arange(partner_guide.size) == peak, 0.0,
+    ...                    1.0).reshape(shape)
+    >>> mixer = msda_jax.guided_mask_mixer(hide_partner_peak, num_classes=2)
+    >>> guide = jnp.zeros((2, 4, 4)).at[:, 1, 2].set(1.0)
+    >>> out = mixer(jax.random.key(0), jnp.zeros((2, 4, 4, 3)),
+    ...             jnp.array([0, 1]), guide=guide)
+    >>> out.mask[0, 1, 2].item(), out.lam.tolist()
+    (0.0, [0.9375, 0.9375])
+  """
+  if not callable(mask_fn):
+    raise ValueError(f"mask_fn must be callable; got {mask_fn!r}")
+  if default_guide is not None and not callable(default_guide):
+    raise ValueError(
+        f"default_guide must be None or a function images -> guide; got "
+        f"{default_guide!r}")
+  alpha = check_alpha(alpha)
+  prob = check_prob(prob)
+  off = not is_schedule(prob) and prob == 0.0
+  sampler = None if off else MethodSampler(
+      mask_fn, alpha, prob, guided=True, default_guide=default_guide)
   if name is None:
     name = _default_name(mask_fn)
   return Mixer(sampler, mode=mode, partner=partner,

@@ -47,7 +47,7 @@ from msda_jax._engine import UniformMask
 __all__ = [
     "mixup_rule", "cutmix_rule", "hmix_rule", "gmix_rule",
     "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask",
-    "check_minmax", "check_r", "check_exact_box",
+    "check_minmax", "check_r", "check_exact_box", "box_mask_and_mean",
 ]
 
 
@@ -91,7 +91,7 @@ def _outside_share(shape, box: _geometry.Box) -> jax.Array:
   return (total - _geometry.box_area(box)).astype(jnp.float32) / total
 
 
-def _box_mask_and_mean(shape, box: _geometry.Box, outside):
+def box_mask_and_mean(shape, box: _geometry.Box, outside):
   """0 in the box, ``outside`` elsewhere, and the exact mean of that mask."""
   mask = jnp.where(_geometry.box_mask(shape, box), 0.0, outside)
   return mask.astype(jnp.float32), outside * _outside_share(shape, box)
@@ -111,7 +111,7 @@ def _cutmix(u, shape, lam, *, exact_box=False):
   box = _geometry.centered_box(_center(u, shape), shape,
                                _geometry.root(1.0 - lam, len(shape)),
                                exact=exact_box)
-  return _box_mask_and_mean(shape, box, 1.0)
+  return box_mask_and_mean(shape, box, 1.0)
 
 
 def _cutmix_minmax(u, shape, lam, *, minmax):
@@ -130,7 +130,7 @@ def _cutmix_minmax(u, shape, lam, *, minmax):
     starts.append(start)
     stops.append(start + side)
   box = _geometry.Box(jnp.stack(starts), jnp.stack(stops))
-  return _box_mask_and_mean(shape, box, 1.0)
+  return box_mask_and_mean(shape, box, 1.0)
 
 
 def _hmix(u, shape, lam, *, r, exact_box=False):
@@ -140,7 +140,7 @@ def _hmix(u, shape, lam, *, r, exact_box=False):
   lam_box = _outside_share(shape, box)
   mu = jnp.clip(jnp.where(lam_box > 0, lam / jnp.maximum(lam_box, 1e-12), 0.0),
                 0.0, 1.0)
-  return _box_mask_and_mean(shape, box, mu)
+  return box_mask_and_mean(shape, box, mu)
 
 
 def _gmix(u, shape, lam):

@@ -187,6 +187,33 @@ def _warn_if_channels_first(shape):
         f"images.transpose({order}).", UserWarning, stacklevel=4)
 
 
+def _check_guide(guide, images_shape, where: str = "guide"):
+  """``guide`` as a pytree of float ``(B, *grid)`` / ``(B, *grid, C)`` arrays.
+
+  ``grid`` has the images' spatial rank and no axis longer than theirs.
+  """
+  guide = jax.tree.map(jnp.asarray, guide)
+  leaves = jax.tree_util.tree_flatten_with_path(guide)[0]
+  if not leaves:
+    raise ValueError(f"{where} must be an array or a pytree of arrays; got "
+                     f"{guide!r}")
+  batch, spatial = images_shape[0], tuple(images_shape[1:-1])
+  for path, leaf in leaves:
+    name = where + jax.tree_util.keystr(path)
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      raise ValueError(f"{name} must be a float array; got dtype {leaf.dtype}")
+    grid = tuple(leaf.shape[1:1 + len(spatial)])
+    if (leaf.ndim - 1 not in (len(spatial), len(spatial) + 1)
+        or leaf.shape[0] != batch
+        or any(g > s for g, s in zip(grid, spatial))):
+      raise ValueError(
+          f"{name} has shape {tuple(leaf.shape)}, which does not fit images "
+          f"of shape {tuple(images_shape)}: a guide is (B, *grid) or (B, "
+          f"*grid, C) with B = {batch} and a grid of {len(spatial)} axes no "
+          f"longer than the spatial shape {spatial}")
+  return guide
+
+
 @dataclasses.dataclass(frozen=True)
 class Mixer:
   """Mixes a batch: ``mixer(key, images, labels) -> MixResult``.
@@ -270,8 +297,14 @@ class Mixer:
     so must be called with ``step=``."""
     return bool(getattr(self.sampler, "scheduled", False))
 
+  @property
+  def guided(self) -> bool:
+    """Whether the mixer's masks look at guides (see
+    :func:`~msda_jax.guided_mask_mixer`); its calls then take ``guide=``."""
+    return bool(getattr(self.sampler, "guided", False))
+
   def __call__(self, key: jax.Array, images: jax.Array, labels, *,
-               step=None) -> MixResult:
+               step=None, guide=None) -> MixResult:
     """Mixes ``images`` and ``labels``.
 
     Args:
@@ -285,6 +318,12 @@ class Mixer:
       step: the training step (an int or a traced int array), required by
         a :attr:`scheduled` mixer, which evaluates its schedules at it
         inside the trace (a new step does not retrace); ignored otherwise.
+      guide: None, or per-sample data a :attr:`guided` mixer's masks look
+        at: a float array ``(B, *grid)`` (``grid`` of the images' spatial
+        rank, no axis longer than theirs; a trailing channel axis allowed),
+        or a pytree of them. A guided mixer given none uses its method's
+        default guide (e.g. the spectral-residual saliency of the images),
+        or raises if it has none; a mixer that needs no guide ignores it.
 
     Returns:
       A :class:`MixResult`.
@@ -298,11 +337,12 @@ class Mixer:
       >>> out.lam.tolist()                  # mixing is off after step 100
       [1.0, 1.0]
     """
-    return self.mix_with(key, images, labels, step=step)
+    return self.mix_with(key, images, labels, step=step, guide=guide)
 
   def mix_with(self, key: jax.Array, images: jax.Array, labels,
                partner_images: Optional[jax.Array] = None,
-               partner_labels: Any = None, *, step=None) -> MixResult:
+               partner_labels: Any = None, *, step=None, guide=None,
+               partner_guide=None) -> MixResult:
     """Mixes ``images`` with partners from ``partner_images`` (default: itself).
 
     The mixer's body. ``mixer(key, x, y)`` is ``mixer.mix_with(key, x, y)``;
@@ -318,6 +358,10 @@ class Mixer:
       partner_images: None, or a batch like ``images``.
       partner_labels: its labels, like ``labels`` (with ``partner_images``).
       step: the training step, as in ``__call__``.
+      guide: as in ``__call__``.
+      partner_guide: the guides of ``partner_images``, like ``guide`` (a
+        guided mixer given ``guide`` needs it; given neither, it uses its
+        default guide of each batch).
 
     Returns:
       A :class:`MixResult`.
@@ -359,6 +403,12 @@ class Mixer:
         raise ValueError(
             "mode='pair' mixes both members of a pair with one mask, which "
             "needs partners from the same batch; use mode 'elem' or 'batch'")
+    elif partner_guide is not None:
+      raise ValueError(
+          "partner_guide is the guide of partner_images; without "
+          "partner_images the partners' guides come from guide itself")
+    guide, partner_guide = self._guides(images, partner_images, guide,
+                                        partner_guide)
 
     def targets_of(tree):
       leaves, treedef = jax.tree.flatten(tree)
@@ -377,8 +427,14 @@ class Mixer:
                                      involution=self.mode == "pair")
     # The means come from the mask geometry, not a reduction over the masks,
     # so under jit the masks stay fused into the blend.
+    take = lambda x: _pairing.take_partner(x, self.partner, partner)
+    shown_guide = None
+    if guide is not None:
+      shown_guide = jax.tree.map(
+          take, guide if partner_guide is None else partner_guide)
     draw = _modes.draw_masks(self.sampler, mask_key, spatial, self.mode,
-                             partner, step=step)
+                             partner, step=step, guide=guide,
+                             partner_guide=shown_guide)
     masks, lam = draw[:2]
     if own_batch:
       # Mixing with yourself is no mixing: keep such samples exact.
@@ -388,7 +444,6 @@ class Mixer:
       partner_images, partner_targets = images, targets
     else:
       partner_targets = targets_of(partner_labels)
-    take = lambda x: _pairing.take_partner(x, self.partner, partner)
     shown = take(partner_images)
     paste = None
     if len(draw) == 3:
@@ -403,3 +458,33 @@ class Mixer:
         mask=masks,
         paste=paste,
     )
+
+  def _guides(self, images, partner_images, guide, partner_guide):
+    """The checked guides of the batch and of ``partner_images`` (None for
+    a mixer that needs none), defaults filled in."""
+    if guide is not None:
+      guide = _check_guide(guide, images.shape)
+    if partner_guide is not None:
+      partner_guide = _check_guide(partner_guide, images.shape,
+                                   "partner_guide")
+    if not self.guided:
+      return None, None  # Checked above, then ignored.
+    default = getattr(self.sampler, "default_guide", None)
+    own_batch = partner_images is None
+    if guide is None:
+      if default is None:
+        raise ValueError(
+            f"mixer {self.name} looks at guides and its method has no default "
+            f"guide: call it with guide= (per-sample data the mask sees, a "
+            f"float array (B, *spatial) such as a saliency map, or a pytree "
+            f"of them)")
+      guide = _check_guide(default(images), images.shape,
+                           "the default guide")
+      if not own_batch and partner_guide is None:
+        partner_guide = _check_guide(default(partner_images), images.shape,
+                                     "the default guide")
+    if not own_batch and partner_guide is None:
+      raise ValueError(
+          f"mixer {self.name} looks at guides: with partner_images and guide "
+          f"it needs partner_guide= too (the partners' guides)")
+    return guide, partner_guide

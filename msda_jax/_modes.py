@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from msda_jax._types import MaskSampler
 
-__all__ = ["MODES", "check_mode", "draw_masks"]
+__all__ = ["MODES", "check_mode", "draw_masks", "sample"]
 
 MODES = ("batch", "pair", "elem")
 
@@ -26,23 +26,55 @@ def check_mode(mode: str) -> str:
   return mode
 
 
+def sample(sampler: MaskSampler, key: jax.Array, shape: tuple[int, ...], *,
+           step=None, guide=None, partner_guide=None) -> tuple:
+  """One draw of ``sampler``: the one way the engine calls a sampler.
+
+  A sampler takes ``step`` only if its ``scheduled`` attribute is true and
+  the guides (keywords ``guide``, ``partner_guide``: one sample's) only if
+  its ``guided`` attribute is true, so a user's plain ``(key, shape)``
+  sampler keeps working.
+  """
+  kwargs = {}
+  if getattr(sampler, "guided", False):
+    kwargs = dict(guide=guide, partner_guide=partner_guide)
+  if getattr(sampler, "scheduled", False):
+    return sampler(key, shape, step, **kwargs)
+  return sampler(key, shape, **kwargs)
+
+
 def draw_masks(sampler: MaskSampler, key: jax.Array, shape: tuple[int, ...],
-               mode: str, partner: jax.Array, step=None) -> tuple:
+               mode: str, partner: jax.Array, step=None, guide=None,
+               partner_guide=None) -> tuple:
   """Masks ``(B, *shape)``, their means ``(B,)`` (and a batched ``PasteBox``
   when the sampler pastes) for the pairing ``partner``.
 
-  ``step`` (None, or the step of a scheduled sampler) is passed to the
-  sampler as its third argument, the same for every sample.
+  ``step`` (None, or the step of a scheduled sampler) is the same for every
+  sample. ``guide`` and ``partner_guide`` (None, or pytrees of ``(B, ...)``
+  arrays, ``partner_guide[i]`` the guide of sample ``i``'s partner) give each
+  draw the guides of the sample whose key it uses: sample ``i`` in 'elem'
+  mode, the lower index of the pair in 'pair' mode (both members get the
+  mask drawn from its view), sample 0 in 'batch' mode.
   """
   batch_size = partner.shape[0]
-  if step is not None:
-    scheduled = sampler
-    sampler = lambda k, s: scheduled(k, s, step)
+  guided = guide is not None
+
+  def one(k, g=None, pg=None):
+    return sample(sampler, k, shape, step=step, guide=g, partner_guide=pg)
+
   if mode == "batch":
-    draw = sampler(key, shape)
+    first = lambda tree: jax.tree.map(lambda x: x[0], tree)
+    draw = (one(key, first(guide), first(partner_guide)) if guided
+            else one(key))
     return jax.tree.map(
         lambda x: jnp.broadcast_to(x, (batch_size, *jnp.shape(x))), draw)
   keys = jax.random.split(key, batch_size)
   if mode == "pair":
-    keys = keys[jnp.minimum(jnp.arange(batch_size), partner)]
-  return jax.vmap(lambda k: sampler(k, shape))(keys)
+    lower = jnp.minimum(jnp.arange(batch_size), partner)
+    keys = keys[lower]
+    if guided:
+      take = lambda tree: jax.tree.map(lambda x: x[lower], tree)
+      guide, partner_guide = take(guide), take(partner_guide)
+  if guided:
+    return jax.vmap(one)(keys, guide, partner_guide)
+  return jax.vmap(one)(keys)

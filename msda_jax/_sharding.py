@@ -80,8 +80,11 @@ def per_device(mixer: Mixer, *, axis_name="data",
     across_devices: pair with samples of the previous device on a ring.
 
   Returns:
-    ``fn(key, images, labels, step=None) -> MixResult`` on the local shard;
-    ``step`` (the same on every device) is required by a scheduled mixer.
+    ``fn(key, images, labels, step=None, guide=None) -> MixResult`` on the
+    local shard; ``step`` (the same on every device) is required by a
+    scheduled mixer; ``guide`` is the local shard's guides (a guided mixer,
+    see :func:`~msda_jax.guided_mask_mixer`; with ``across_devices`` the
+    partner shard's guides come over the same ring).
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -102,20 +105,24 @@ def per_device(mixer: Mixer, *, axis_name="data",
         f"{axis_name!r}")
 
   def mix_local(key: jax.Array, images: jax.Array, labels: jax.Array,
-                step=None) -> MixResult:
+                step=None, guide=None) -> MixResult:
     index = jax.lax.axis_index(axis_name)
     local = images.shape[0]
     key = jax.random.fold_in(key, index)
+    if not mixer.guided:
+      guide = None  # Ignored by the mixer: not sent on the ring either.
     if not across_devices:
-      out = mixer(key, images, labels, step=step)
+      out = mixer(key, images, labels, step=step, guide=guide)
       return out._replace(partner_index=out.partner_index + index * local)
     n = jax.lax.axis_size(axis_name)
     ring = [(d, (d + 1) % n) for d in range(n)]  # d receives d - 1's shard.
-    partner_images, partner_labels = jax.lax.ppermute(
-        (images, labels), axis_name, perm=ring)
+    # The partner's guide (if given) travels with its shard; a default
+    # guide is computed from the received images instead.
+    partner_images, partner_labels, partner_guide = jax.lax.ppermute(
+        (images, labels, guide), axis_name, perm=ring)
     offset = ((index - 1) % n) * local
     out = mixer.mix_with(key, images, labels, partner_images, partner_labels,
-                         step=step)
+                         step=step, guide=guide, partner_guide=partner_guide)
     if mixer.sampler is None:  # The pass-through mixer: own global index.
       offset = index * local
     return out._replace(
@@ -144,9 +151,10 @@ def shard_mixer(mixer: Mixer, mesh: Mesh, *, axis_name: str = "data",
       :func:`per_device`).
 
   Returns:
-    ``fn(key, images, labels, step=None) -> MixResult`` on the global batch;
-    ``step`` is replicated (required by a scheduled mixer, see
-    :attr:`Mixer.scheduled`).
+    ``fn(key, images, labels, step=None, guide=None) -> MixResult`` on the
+    global batch; ``step`` is replicated (required by a scheduled mixer, see
+    :attr:`Mixer.scheduled`), ``guide`` sharded like the batch (a guided
+    mixer's guides; see :func:`~msda_jax.guided_mask_mixer`).
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -163,17 +171,19 @@ def shard_mixer(mixer: Mixer, mesh: Mesh, *, axis_name: str = "data",
         f"axis_name {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
   batch = PartitionSpec(axis_name)
   body = per_device(mixer, axis_name=axis_name, across_devices=across_devices)
-  unstepped = jax.shard_map(body, mesh=mesh,
-                            in_specs=(PartitionSpec(), batch, batch),
-                            out_specs=batch)
-  stepped = jax.shard_map(body, mesh=mesh,
-                          in_specs=(PartitionSpec(), batch, batch,
-                                    PartitionSpec()),
-                          out_specs=batch)
+  # step is replicated, guides are sharded like the batch; None (no step, no
+  # guide) is an empty pytree, which any spec fits.
+  mapped = jax.shard_map(
+      lambda key, images, labels, step, guide: body(
+          key, images, labels, step=step, guide=guide),
+      mesh=mesh, in_specs=(PartitionSpec(), batch, batch, PartitionSpec(),
+                           batch),
+      out_specs=batch)
 
-  def mix(key: jax.Array, images: jax.Array, labels, step=None) -> MixResult:
-    if step is None:  # A scheduled mixer raises its clear error inside.
-      return unstepped(key, images, labels)
-    return stepped(key, images, labels, jnp.asarray(step))
+  def mix(key: jax.Array, images: jax.Array, labels, step=None,
+          guide=None) -> MixResult:
+    # A scheduled mixer without a step raises its clear error inside.
+    return mapped(key, images, labels,
+                  None if step is None else jnp.asarray(step), guide)
 
   return mix
