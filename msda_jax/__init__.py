@@ -31,6 +31,8 @@ from msda_jax._modes import MODES
 from msda_jax._pair_weights import PairWeights, pair_weights
 from msda_jax._pairing import PARTNERS
 from msda_jax._resizemix import resizemix, resizemix_mask
+from msda_jax._saliency import gradient_saliency, spectral_residual_saliency
+from msda_jax._saliencymix import saliencymix, saliencymix_mask
 from msda_jax._sharding import data_mesh, per_device, shard_mixer
 from msda_jax._smoothmix import smoothmix, smoothmix_mask
 from msda_jax._types import MaskFn, MaskSampler, MixResult, PasteBox
@@ -41,12 +43,16 @@ __all__ = [
     # Mask generators: (key, shape, lam, *, options) -> mask of the spatial shape.
     "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask", "fmix_mask",
     "gridmix_mask", "smoothmix_mask", "resizemix_mask",
+    # Guided mask generators: (key, shape, lam, guide, partner_guide) -> mask.
+    "saliencymix_mask",
     # Mixer factories, the extension point and combinators.
     "mixup", "cutmix", "hmix", "gmix", "fmix", "gridmix", "smoothmix",
-    "resizemix", "none",
+    "resizemix", "saliencymix", "none",
     "mask_mixer", "guided_mask_mixer", "uniform_mask", "choice", "from_config",
     # Dense targets (segmentation maps) mixed with the images' masks.
     "mix_maps", "partner_maps", "shard_mix_maps",
+    # Guides: per-sample saliency, batched (B, *spatial, C) -> (B, *spatial).
+    "spectral_residual_saliency", "gradient_saliency",
     # The paper's regulariser: E[(1 - M_k)(1 - M_l)] by pixel offset.
     "pair_weights", "PairWeights",
     # Devices.
