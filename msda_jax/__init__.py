@@ -22,6 +22,7 @@ from msda_jax._dense import mix_maps, partner_maps, shard_mix_maps
 from msda_jax._engine import guided_mask_mixer, mask_mixer, uniform_mask
 from msda_jax._fmix import fmix, fmix_mask
 from msda_jax._gridmix import gridmix, gridmix_mask
+from msda_jax._hidden import mix_hidden, partner_hidden, shard_mix_hidden
 from msda_jax._lam import sample_lam
 from msda_jax._masks import cutmix_mask, gmix_mask, hmix_mask, mixup_mask
 from msda_jax._methods import cutmix, gmix, hmix, mixup, none
@@ -35,6 +36,7 @@ from msda_jax._saliency import gradient_saliency, spectral_residual_saliency
 from msda_jax._saliencymix import saliencymix, saliencymix_mask
 from msda_jax._sharding import data_mesh, per_device, shard_mixer
 from msda_jax._smoothmix import smoothmix, smoothmix_mask
+from msda_jax._transmix import transmix_labels
 from msda_jax._types import MaskFn, MaskSampler, MixResult, PasteBox
 
 __version__ = "0.1.0"
@@ -51,6 +53,9 @@ __all__ = [
     "mask_mixer", "guided_mask_mixer", "uniform_mask", "choice", "from_config",
     # Dense targets (segmentation maps) mixed with the images' masks.
     "mix_maps", "partner_maps", "shard_mix_maps",
+    # What the model sees: hidden features mixed with the images' masks
+    # (Manifold Mixup), labels re-weighted by attention (TransMix).
+    "mix_hidden", "partner_hidden", "shard_mix_hidden", "transmix_labels",
     # Guides: per-sample saliency, batched (B, *spatial, C) -> (B, *spatial).
     "spectral_residual_saliency", "gradient_saliency",
     # The paper's regulariser: E[(1 - M_k)(1 - M_l)] by pixel offset.
