@@ -162,7 +162,8 @@ def spectral_residual_saliency(images: jax.Array, *, size: Optional[int] = 64,
     sigma: the standard deviation of the final Gaussian blur, as a fraction of
       the longest axis of that grid (static), >= 0; 0: no blur. Default 0.04,
       about the authors' code's 2.5 px at 64 px (the paper states σ = 8 px,
-      which OpenCV applies through a 5 x 5 kernel, nearly a box).
+      which OpenCV applies to ``|·|`` before squaring, through a 5 x 5
+      kernel: nearly a 5-px box).
     filter_size: the width of the box averaging the log amplitude, odd >= 1
       (static; 1 makes ``L - h * L = 0``: pure spectral whitening, the phase
       alone). Default 3, the paper's.
