@@ -37,7 +37,7 @@ from msda_jax._saliencymix import saliencymix, saliencymix_mask
 from msda_jax._sharding import data_mesh, per_device, shard_mixer
 from msda_jax._smoothmix import smoothmix, smoothmix_mask
 from msda_jax._transmix import transmix_labels
-from msda_jax._types import MaskFn, MaskSampler, MixResult, PasteBox
+from msda_jax._types import BlockMoves, MaskFn, MaskSampler, MixResult, PasteBox
 
 __version__ = "0.1.0"
 
@@ -65,6 +65,7 @@ __all__ = [
     # Building blocks.
     "blend", "mix_labels", "soft_labels", "sample_lam",
     # Types and constants.
-    "Mixer", "MixResult", "MaskFn", "MaskSampler", "PasteBox", "MODES",
+    "Mixer", "MixResult", "MaskFn", "MaskSampler", "PasteBox", "BlockMoves",
+    "MODES",
     "PARTNERS",
 ]

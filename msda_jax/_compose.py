@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from msda_jax._engine import check_prob, is_schedule
 from msda_jax._mixer import Mixer
 from msda_jax._modes import sample
-from msda_jax._types import PasteBox
+from msda_jax._types import Draw, PasteBox, identity_moves
 
 __all__ = ["choice", "ChoiceSampler"]
 
@@ -23,15 +23,27 @@ class _Unmixed:
 
   def __call__(self, key: jax.Array, shape):
     del key
-    return jnp.ones(shape, jnp.float32), jnp.ones((), jnp.float32)
+    return Draw(jnp.ones(shape, jnp.float32), jnp.ones((), jnp.float32))
 
 
-def _with_paste(draw, shape):
-  if len(draw) == 3:
-    return draw
-  identity = PasteBox(jnp.zeros(len(shape), jnp.int32),
-                      jnp.asarray(shape, jnp.int32))
-  return (*draw, identity)
+def _filled(draws, shape) -> list:
+  """The draws with the same fields: a paste box (identity where a method
+  pastes nothing) if any pastes, block moves (none moved) if any moves."""
+  pastes = any(d.paste is not None for d in draws)
+  grids = {d.moves.own.shape for d in draws if d.moves is not None}
+  if len(grids) > 1:
+    raise ValueError(
+        f"choice: the methods move blocks on different grids {sorted(grids)}; "
+        f"give them the same transport grid")
+  filled = []
+  for d in draws:
+    if pastes and d.paste is None:
+      d = d._replace(paste=PasteBox(jnp.zeros(len(shape), jnp.int32),
+                                    jnp.asarray(shape, jnp.int32)))
+    if grids and d.moves is None:
+      d = d._replace(moves=identity_moves(next(iter(grids))))
+    filled.append(d)
+  return filled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +104,7 @@ class ChoiceSampler:
     # A sampler that needs no guide never sees one.
     draws = [sample(s, mask_key, shape, step=step, guide=guide,
                     partner_guide=partner_guide) for s in self.samplers]
-    if any(len(d) == 3 for d in draws):
-      draws = [_with_paste(d, shape) for d in draws]
+    draws = _filled(draws, shape)
     return jax.tree.map(lambda *xs: jax.lax.select_n(pick, *xs), *draws)
 
 

@@ -39,12 +39,13 @@ import jax.numpy as jnp
 
 from msda_jax import _lam
 from msda_jax._mixer import Mixer
-from msda_jax._types import MaskFn, PasteBox
+from msda_jax._types import Draw, MaskFn, PasteBox, identity_moves
 
 __all__ = [
     "UniformMask", "uniform_mask", "MethodSampler", "mask_mixer",
     "guided_mask_mixer", "draw_lam",
     "check_alpha", "check_prob", "mask_key", "method_name", "is_schedule",
+    "unmixed_unless",
 ]
 
 Schedule = Callable[[jax.Array], Any]
@@ -163,7 +164,8 @@ class UniformMask:
   """A mask generator written on ``num_uniforms`` uniforms in [0, 1).
 
   ``fn(u, shape, lam, **options)`` returns what a mask generator returns
-  (a mask, ``(mask, mean)`` or ``(mask, mean, PasteBox)``). Calling the
+  (a mask, ``(mask, mean)``, ``(mask, mean, PasteBox)`` or ``(mask, mean,
+  BlockMoves)``). Calling the
   object draws ``u = jax.random.uniform(key, (2 + num_uniforms,))[2:]``
   (the sampler's layout, so the key reproduces the mixer's mask) and calls
   ``fn``. Compares equal by ``fn``, ``num_uniforms`` and ``options``.
@@ -240,38 +242,13 @@ def uniform_mask(fn: Callable, *, num_uniforms: int, **options) -> UniformMask:
   return UniformMask(fn, num_uniforms, tuple(sorted(options.items())))
 
 
-def _as_draw(out, shape, where):
-  """A mask generator's output as ``(mask, mean, paste)``."""
-  paste = None
-  if isinstance(out, (tuple, list)):
-    if len(out) == 2:
-      mask, mean = out
-    elif len(out) == 3:
-      mask, mean, paste = out
-    else:
-      raise ValueError(
-          f"{where} must return a mask, (mask, mean) or (mask, mean, "
-          f"PasteBox); got a tuple of {len(out)}")
-  else:
-    mask, mean = out, None
-  mask = jnp.asarray(mask)
-  if mask.shape != tuple(shape):
-    raise ValueError(
-        f"{where} returned a mask of shape {mask.shape} for shape "
-        f"{tuple(shape)}; it must return one weight per pixel")
-  mask = mask.astype(jnp.float32)
-  mean = jnp.mean(mask) if mean is None else jnp.asarray(mean, jnp.float32)
-  if paste is not None:
-    paste = PasteBox(*(jnp.asarray(p, jnp.int32) for p in paste))
-  return mask, mean, paste
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class MethodSampler:
-  """Draws one sample's λ and mask: ``sampler(key, shape) -> (mask, mean)``.
+  """Draws one sample's λ and mask: ``sampler(key, shape) -> Draw``.
 
-  (``(mask, mean, PasteBox)`` when the mask pastes a resized partner.) With
-  probability ``1 - prob`` the sample is left unmixed: a mask of ones.
+  (A :class:`~msda_jax._types.Draw`: mask, mean, and the paste box or block
+  moves of methods that have them.) With probability ``1 - prob`` the
+  sample is left unmixed: a mask of ones.
   Compares equal by value (a ``functools.partial`` mask by its function and
   arguments; schedules by identity).
 
@@ -320,17 +297,12 @@ class MethodSampler:
       out = self.mask_fn.from_uniforms(u[2:2 + n], shape, lam, *guides)
     else:
       out = self.mask_fn(mask_key(key), shape, lam, *guides)
-    mask, mean, paste = _as_draw(out, shape, f"mask_fn {self.mask_fn!r}")
+    draw = Draw.of(out, shape, f"mask_fn {self.mask_fn!r}")
     if is_schedule(self.prob) or self.prob < 1.0:
       prob = (jnp.asarray(self.prob(step), jnp.float32)
               if is_schedule(self.prob) else self.prob)
-      mixed = u[1] < prob
-      mask = jnp.where(mixed, mask, 1.0)
-      mean = jnp.where(mixed, mean, 1.0)
-      if paste is not None:
-        paste = PasteBox(jnp.where(mixed, paste.start, 0),
-                         jnp.where(mixed, paste.size, jnp.asarray(shape)))
-    return (mask, mean) if paste is None else (mask, mean, paste)
+      draw = unmixed_unless(u[1] < prob, draw, shape)
+    return draw
 
   def _identity(self):
     return (_value_id(self.mask_fn), self.alpha, self.prob, self.guided,
@@ -342,6 +314,20 @@ class MethodSampler:
 
   def __hash__(self):
     return hash(self._identity())
+
+
+def unmixed_unless(mixed: jax.Array, draw: Draw, shape) -> Draw:
+  """``draw`` where ``mixed``, else the draw of an unmixed sample: a mask of
+  ones, mean 1, the identity paste box and no block moved."""
+  where = lambda a, b: jax.tree.map(lambda x, y: jnp.where(mixed, x, y), a, b)
+  paste, moves = draw.paste, draw.moves
+  if paste is not None:
+    paste = where(paste, PasteBox(jnp.zeros_like(paste.start),
+                                  jnp.asarray(shape, jnp.int32)))
+  if moves is not None:
+    moves = where(moves, identity_moves(moves.own.shape))
+  return Draw(jnp.where(mixed, draw.mask, 1.0), jnp.where(mixed, draw.mean, 1.0),
+              paste, moves)
 
 
 def method_name(method: str, alpha, prob, **options) -> str:

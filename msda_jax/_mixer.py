@@ -13,8 +13,9 @@ import numpy as np
 from msda_jax import _mixing
 from msda_jax import _modes
 from msda_jax import _pairing
+from msda_jax import _blocks
 from msda_jax import _paste
-from msda_jax._types import MaskSampler, MixResult
+from msda_jax._types import MaskSampler, MixResult, identity_moves
 
 __all__ = ["Mixer"]
 
@@ -240,7 +241,9 @@ class Mixer:
 
   Attributes:
     sampler: draws one sample's mask and its mean,
-      ``sampler(key, shape) -> (mask, mean)`` (or ``(mask, mean, PasteBox)``);
+      ``sampler(key, shape) -> Draw`` (a mask and its mean, and a paste box
+      or block moves for methods that have them; a user's sampler may
+      return ``(mask, mean)``);
       None for the pass-through mixer. A sampler with a true ``scheduled``
       attribute is called ``sampler(key, shape, step)``.
     mode: 'batch', 'pair' or 'elem'.
@@ -435,28 +438,36 @@ class Mixer:
     draw = _modes.draw_masks(self.sampler, mask_key, spatial, self.mode,
                              partner, step=step, guide=guide,
                              partner_guide=shown_guide)
-    masks, lam = draw[:2]
+    masks, lam, paste, moves = draw
     if own_batch:
       # Mixing with yourself is no mixing: keep such samples exact.
       alone = partner == index
       masks = jnp.where(alone.reshape(-1, *[1] * len(spatial)), 1.0, masks)
       lam = jnp.where(alone, 1.0, lam)
+      if moves is not None:
+        still = identity_moves(moves.own.shape[1:])
+        moves = jax.tree.map(
+            lambda m, i: jnp.where(alone.reshape(-1, *[1] * (m.ndim - 1)), i, m),
+            moves, still)
       partner_images, partner_targets = images, targets
     else:
       partner_targets = targets_of(partner_labels)
     shown = take(partner_images)
-    paste = None
-    if len(draw) == 3:
-      paste = draw[2]
+    own = images
+    if paste is not None:
       shown = jax.vmap(_paste.paste_resized)(shown, paste)
+    if moves is not None:
+      own = jax.vmap(_blocks.move_blocks)(images, moves.own)
+      shown = jax.vmap(_blocks.move_blocks)(shown, moves.partner)
     return MixResult(
-        images=_mixing.blend(images, shown, masks),
+        images=_mixing.blend(own, shown, masks),
         labels=jax.tree.map(lambda t, p: _mixing.mix_labels(t, take(p), lam),
                             targets, partner_targets),
         lam=lam,
         partner_index=partner,
         mask=masks,
         paste=paste,
+        moves=moves,
     )
 
   def _guides(self, images, partner_images, guide, partner_guide):

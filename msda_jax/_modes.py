@@ -13,7 +13,7 @@ key ``i``, ``pair`` gives both members of a pair the key of the lower index,
 import jax
 import jax.numpy as jnp
 
-from msda_jax._types import MaskSampler
+from msda_jax._types import Draw, MaskSampler
 
 __all__ = ["MODES", "check_mode", "draw_masks", "sample"]
 
@@ -33,21 +33,25 @@ def sample(sampler: MaskSampler, key: jax.Array, shape: tuple[int, ...], *,
   A sampler takes ``step`` only if its ``scheduled`` attribute is true and
   the guides (keywords ``guide``, ``partner_guide``: one sample's) only if
   its ``guided`` attribute is true, so a user's plain ``(key, shape)``
-  sampler keeps working.
+  sampler keeps working; its output (a :class:`Draw`, or a mask, ``(mask,
+  mean)``, ...) comes back as a :class:`Draw`.
   """
   kwargs = {}
   if getattr(sampler, "guided", False):
     kwargs = dict(guide=guide, partner_guide=partner_guide)
   if getattr(sampler, "scheduled", False):
-    return sampler(key, shape, step, **kwargs)
-  return sampler(key, shape, **kwargs)
+    out = sampler(key, shape, step, **kwargs)
+  else:
+    out = sampler(key, shape, **kwargs)
+  return Draw.of(out, shape, f"sampler {sampler!r}")
 
 
 def draw_masks(sampler: MaskSampler, key: jax.Array, shape: tuple[int, ...],
                mode: str, partner: jax.Array, step=None, guide=None,
                partner_guide=None) -> tuple:
-  """Masks ``(B, *shape)``, their means ``(B,)`` (and a batched ``PasteBox``
-  when the sampler pastes) for the pairing ``partner``.
+  """A batched :class:`Draw` for the pairing ``partner``: masks ``(B,
+  *shape)``, means ``(B,)``, and paste boxes or block moves of ``B`` rows
+  when the sampler has them.
 
   ``step`` (None, or the step of a scheduled sampler) is the same for every
   sample. ``guide`` and ``partner_guide`` (None, or pytrees of ``(B, ...)``

@@ -245,3 +245,52 @@ def test_sharded_partner_guides_travel_with_the_partner(across):
   devices = np.arange(16) // local
   moved = partner // local != devices
   assert moved.all() if across else not moved.any()
+
+
+def _swap_halves(key, shape, lam, guide, partner_guide):
+  """A guided generator that moves blocks: the own image's two halves swap,
+  the partner's stay; the partner shows in the right half (by the guide's
+  peak column, so the draw depends on the guide)."""
+  del key, lam
+  right = jnp.argmax(jnp.max(partner_guide, axis=0)) >= shape[1] // 2
+  mask = jnp.where(jnp.arange(shape[1]) < shape[1] // 2, 1.0, 0.0)
+  mask = jnp.broadcast_to(jnp.where(right, mask, 1.0 - mask), shape)
+  moves = msda_jax.BlockMoves(own=jnp.array([[1, 0]]),
+                              partner=jnp.array([[0, 1]]))
+  return mask, jnp.mean(mask), moves
+
+
+def test_block_moves_are_applied_before_the_blend():
+  # Catches: BlockMoves ignored (no transport), applied to the wrong image or
+  # after the blend, kept for samples paired with themselves or left unmixed
+  # by prob (they must stay exactly the input), and lost in a choice with a
+  # method that moves nothing.
+  images, labels, guide = _batch()
+  moving = msda_jax.guided_mask_mixer(_swap_halves, partner="permute",
+                                      num_classes=K, prob=0.7)
+  both = msda_jax.choice([moving, msda_jax.cutmix(partner="permute",
+                                                  prob=0.7, num_classes=K)])
+  key = jax.random.key(2)
+  out, mixed = jax.jit(lambda k, x, y, g: (moving(k, x, y, guide=g),
+                                           both(k, x, y, guide=g)))(
+      key, images, labels, guide)
+  half = SHAPE[1] // 2
+  swapped = np.concatenate([images[:, :, half:], images[:, :, :half]], axis=2)
+  p = np.asarray(out.partner_index)
+  m = np.asarray(out.mask)[..., None]
+  moved = np.asarray(out.moves.own)[:, 0, 0] == 1  # this sample's halves swapped
+  expect = np.where(moved[:, None, None, None],
+                    m * swapped + (1 - m) * images[p], images)
+  np.testing.assert_allclose(np.asarray(out.images), expect, atol=1e-6)
+  unmixed = (np.asarray(out.lam) == 1.0)
+  assert unmixed.any() and moved.any()
+  assert not (moved & unmixed).any()  # unmixed or alone: nothing moved
+  np.testing.assert_array_equal(np.asarray(out.images)[unmixed], images[unmixed])
+  # In the choice, samples that drew CutMix carry the identity moves.
+  own = np.asarray(mixed.moves.own).reshape(B, 2)
+  assert {tuple(r) for r in own} <= {(0, 1), (1, 0)}
+  with pytest.raises(ValueError, match="BlockMoves"):
+    bad = msda_jax.guided_mask_mixer(
+        lambda k, s, l, g, pg: (jnp.ones(s), 1.0, msda_jax.BlockMoves(
+            jnp.zeros((3, 3), int), jnp.zeros((3, 3), int))), num_classes=K)
+    jax.eval_shape(lambda: bad(key, images, labels, guide=guide))
