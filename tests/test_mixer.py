@@ -42,30 +42,51 @@ def _shown_partners(images, out):
 MODES = ("batch", "pair", "elem")
 
 
-def _batch(b=6, h=12, w=10, c=3, dtype=jnp.float32, seed=0):
-  k1, k2 = jax.random.split(jax.random.key(seed))
-  images = jax.random.uniform(k1, (b, h, w, c))
+def _batch(b=6, h=12, w=10, c=3, dtype=np.float32, seed=0):
+  """NumPy images and int labels (eager jax.random compiled a sampler per shape)."""
+  rng = np.random.default_rng(seed)
+  images = rng.uniform(size=(b, h, w, c)).astype(np.float32)
   if jnp.issubdtype(dtype, jnp.integer):
-    images = jnp.round(images * 255)
-  labels = jax.random.randint(k2, (b,), 0, K)
+    images = np.round(images * 255)
+  labels = rng.integers(0, K, size=b).astype(np.int32)
   return images.astype(dtype), labels
+
+
+FOLLOW_KEY = 25  # elem: one sample paired with itself, one left unmixed by prob, six mixed
 
 
 @functools.cache
 def _follow(method):
-  """One method's mixer in every mode on one batch, all in one jit (shared by
-  the mask-following and jit-equals-eager tests)."""
+  """One method's mixer in every mode on one batch (the elem one mixing with
+  prob 0.7), all in one jit with the elem mixer's sampler run key by key (a
+  loop, lax.map) on the per-sample keys: shared by the mask-following,
+  jit-equals-eager, elem-loop and mode tests."""
   mixers = {mode: FACTORIES[method](num_classes=K, mode=mode, label_smoothing=0.1,
-                                    partner="permute") for mode in MODES}
-  images, labels = _batch()
-  outs = jax.jit(lambda k, x, y: {mode: m(k, x, y) for mode, m in mixers.items()})(
-      jax.random.key(1), images, labels)
-  return mixers, images, labels, outs
+                                    partner="permute",
+                                    prob=0.7 if mode == "elem" else 1.0)
+            for mode in MODES}
+  images, labels = _batch(b=8)
+
+  @jax.jit
+  def run(key, images, labels):
+    outs = {mode: m(key, images, labels) for mode, m in mixers.items()}
+    _, mask_key = jax.random.split(key)
+    keys = jax.random.split(mask_key, len(images))
+    # The sampler sample by sample: a loop (lax.map), each with its own key.
+    draws = jax.lax.map(lambda k: mixers["elem"].sampler(k, images.shape[1:3]), keys)
+    pasted = None
+    if len(draws) == 3:  # the partner resized into each sample's own box
+      pasted = jax.vmap(_paste.paste_resized)(
+          images[outs["elem"].partner_index], draws[2])
+    return outs, draws, pasted
+
+  outs, draws, pasted = run(jax.random.key(FOLLOW_KEY), images, labels)
+  return mixers, images, labels, outs, (draws, pasted)
 
 
 @pytest.mark.parametrize("method", sorted(FACTORIES))
 def test_images_labels_and_lam_follow_the_mask(method):
-  _, images, labels, outs = _follow(method)
+  _, images, labels, outs, _ = _follow(method)
   for mode in MODES:
     out = outs[mode]
     mask = np.asarray(out.mask, np.float64)
@@ -88,7 +109,7 @@ def test_images_labels_and_lam_follow_the_mask(method):
 
 def test_float_labels_soft_and_multilabel_pass_through():
   images, _ = _batch(b=4)
-  multi = jnp.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], jnp.float32)
+  multi = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], np.float32)
   out = jax.jit(msda_jax.cutmix())(jax.random.key(0), images, multi)
   lam = np.asarray(out.lam)[:, None]
   np.testing.assert_allclose(out.labels, lam * multi + (1 - lam) * multi[::-1],
@@ -101,8 +122,22 @@ def test_label_smoothing_is_off_by_default():
   np.testing.assert_array_equal(out.labels, np.eye(K)[np.asarray(labels)])
 
 
+@functools.cache
+def _gmix_step():
+  """GMix, jitted and traced at most once (shared by the determinism and
+  no-retrace tests)."""
+  mixer = msda_jax.gmix(num_classes=K)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(key, images, labels):
+    return mixer(key, images, labels)
+
+  return step
+
+
 def test_same_key_same_output_different_key_different_output():
-  mixer = jax.jit(msda_jax.gmix(num_classes=K))
+  mixer = _gmix_step()
   images, labels = _batch()
   a = mixer(jax.random.key(0), images, labels)
   b = mixer(jax.random.key(0), images, labels)
@@ -115,37 +150,22 @@ def test_same_key_same_output_different_key_different_output():
 @pytest.mark.parametrize("method", sorted(FACTORIES))
 def test_jit_equals_eager(method):
   # The jitted side is the elem-mode mixer of _follow (compiled once).
-  mixers, images, labels, outs = _follow(method)
-  eager = mixers["elem"](jax.random.key(1), images, labels)
+  mixers, images, labels, outs, _ = _follow(method)
+  eager = mixers["elem"](jax.random.key(FOLLOW_KEY), images, labels)
   chex.assert_trees_all_close(eager, outs["elem"], atol=1e-6)
 
 
 @pytest.mark.parametrize("method", sorted(FACTORIES))
 def test_elem_mode_is_a_loop_over_samples(method):
-  mixer = FACTORIES[method](num_classes=K, mode="elem", prob=0.7)
-  images, labels = _batch(b=7)
-  key = jax.random.key(3)
-  _, mask_key = jax.random.split(key)
-  keys = jax.random.split(mask_key, 7)
-
-  @jax.jit
-  def run(key, keys, images, labels):
-    out = mixer(key, images, labels)
-    # The sampler sample by sample: a loop (lax.map), each with its own key.
-    draws = jax.lax.map(lambda k: mixer.sampler(k, (12, 10)), keys)
-    shown = images[out.partner_index]
-    if out.paste is not None:
-      shown = jax.vmap(_paste.paste_resized)(shown, out.paste)
-    pasted = None
-    if len(draws) == 3:  # the partner resized into each sample's own box
-      pasted = jax.vmap(_paste.paste_resized)(images[::-1], draws[2])
-    return out, draws, shown, pasted
-
-  out, draws, shown, pasted = run(key, keys, images, labels)
+  # The elem mixer (prob 0.7) of _follow and its sampler run key by key.
+  _, images, _, outs, (draws, pasted) = _follow(method)
+  out = outs["elem"]
+  shown = _shown_partners(images, out)
   images = np.asarray(images, np.float64)
-  shown = np.asarray(shown, np.float64)
-  for i in range(7):
-    partner = 6 - i
+  partners = np.asarray(out.partner_index)
+  assert np.any(partners != np.arange(len(images)))
+  for i in range(len(images)):
+    partner = partners[i]
     mask = np.asarray(draws[0][i]) if partner != i else np.ones((12, 10))
     np.testing.assert_allclose(out.mask[i], mask, atol=1e-6)
     if len(draws) == 3 and partner != i:  # the partner is pasted in this box
@@ -160,44 +180,78 @@ def test_elem_mode_is_a_loop_over_samples(method):
 
 @functools.cache
 def _mode_outputs():
-  """CutMix in batch and elem mode, GMix in pair mode (flip, permute): one jit."""
-  mixers = {"batch": msda_jax.cutmix(num_classes=K, mode="batch"),
-            "elem": msda_jax.cutmix(num_classes=K)}
-  for partner in ("flip", "permute"):
-    mixers[partner] = msda_jax.gmix(num_classes=K, mode="pair", partner=partner)
-  images, labels = _batch(b=8)
+  """CutMix in elem mode (prob 1), GMix in pair mode with flip pairing: one
+  jit; with CutMix's batch mode and GMix's permute pair mode of _follow (on
+  the same 8 samples, label smoothing 0.1)."""
+  mixers = {"elem": msda_jax.cutmix(num_classes=K),
+            "flip": msda_jax.gmix(num_classes=K, mode="pair", partner="flip")}
+  _, images, labels, cut, _ = _follow("cutmix")
   outs = jax.jit(lambda k, x, y: {n: m(k, x, y) for n, m in mixers.items()})(
       jax.random.key(0), images, labels)
-  return labels, outs
+  outs["batch"] = cut["batch"]
+  outs["permute"] = _follow("gmix")[3]["pair"]
+  return np.asarray(labels), jax.tree.map(np.asarray, outs)
 
 
 def test_batch_mode_one_mask_pair_mode_one_per_pair():
   labels, outs = _mode_outputs()
   out = outs["batch"]
-  assert all(np.array_equal(out.mask[0], m) for m in out.mask)
-  for partner in ("flip", "permute"):
+  # One mask for every sample (a sample paired with itself keeps all of its
+  # own image: its mask is ones).
+  alone = out.partner_index == np.arange(8)
+  assert alone.sum() < 7, alone
+  shared = out.mask[~alone][0]
+  assert all(np.array_equal(shared, m) for m in out.mask[~alone])
+  np.testing.assert_array_equal(out.mask[alone], 1.0)
+  assert not np.all(shared == 1.0)
+  for partner, eps in (("flip", 0.0), ("permute", 0.1)):
     out = outs[partner]
     p = np.asarray(out.partner_index)
     np.testing.assert_array_equal(p[p], np.arange(8))  # symmetric pairing
     np.testing.assert_array_equal(out.mask, out.mask[p])  # shared mask
     # Both members swap content: pixel-wise weights of a pair sum to 1.
-    np.testing.assert_allclose(out.labels + out.labels[p],
-                               np.eye(K)[labels] + np.eye(K)[labels][p], atol=1e-6)
-  # Different pairs draw different masks: 4 pairs, 4 distinct masks.
-  assert len({np.asarray(m).tobytes() for m in out.mask}) == 4
+    target = (1 - eps) * np.eye(K)[labels] + eps / K
+    np.testing.assert_allclose(out.labels + out.labels[p], target + target[p],
+                               atol=1e-6)
+    # Different pairs draw different masks: 4 pairs, 4 distinct masks.
+    assert len({m.tobytes() for m in out.mask}) == 4, partner
 
 
 def test_elem_mode_draws_different_masks_per_sample():
   out = _mode_outputs()[1]["elem"]
-  assert len({np.asarray(m).tobytes() for m in out.mask}) == 8
+  assert len({m.tobytes() for m in out.mask}) == 8
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 7])
-def test_odd_and_tiny_batches(batch_size):
-  images, labels = _batch(b=batch_size)
+ODD_SIZES = (1, 3, 7)
+
+
+@functools.cache
+def _odd_outputs():
+  """HMix with every pairing on batches of 1, 3 and 7, one jit; 'permute'
+  under keys 0 and 9 (vmapped: one compiled mixer)."""
   mixers = {p: msda_jax.hmix(num_classes=K, partner=p) for p in msda_jax.PARTNERS}
-  outs = jax.jit(lambda k, x, y: {p: m(k, x, y) for p, m in mixers.items()})(
-      jax.random.key(0), images, labels)
+  batches = {b: _batch(b=b) for b in ODD_SIZES}
+
+  @jax.jit
+  def run(seeds, batches):
+    keys = jax.vmap(jax.random.key)(seeds)
+    outs = {}
+    for b, (x, y) in batches.items():
+      outs[b] = {p: m(keys[0], x, y) for p, m in mixers.items() if p != "permute"}
+      outs[b]["permute"] = jax.vmap(mixers["permute"], in_axes=(0, None, None))(
+          keys, x, y)
+    return outs
+
+  outs = jax.tree.map(np.asarray, run(np.array([0, 9]), batches))
+  return batches, outs
+
+
+@pytest.mark.parametrize("batch_size", ODD_SIZES)
+def test_odd_and_tiny_batches(batch_size):
+  batches, outs = _odd_outputs()
+  images, labels = batches[batch_size]
+  outs = dict(outs[batch_size])
+  outs["permute"] = jax.tree.map(lambda x: x[0], outs["permute"])
   for partner, out in outs.items():
     assert out.images.shape == images.shape, partner
     p = np.asarray(out.partner_index)
@@ -215,26 +269,16 @@ def test_odd_and_tiny_batches(batch_size):
 
 
 def test_partner_patterns():
-  images, labels = _batch(b=5)
-  mixer = lambda partner: msda_jax.mixup(num_classes=K, partner=partner)
-  outs = jax.jit(lambda k0, k9, x, y: (
-      mixer("flip")(k0, x, y), mixer("roll")(k0, x, y),
-      mixer("permute")(k0, x, y), mixer("permute")(k9, x, y)))(
-          jax.random.key(0), jax.random.key(9), images, labels)
-  flip, roll, a, b = outs
-  np.testing.assert_array_equal(flip.partner_index, [4, 3, 2, 1, 0])
-  np.testing.assert_array_equal(roll.partner_index, [4, 0, 1, 2, 3])
-  assert not np.array_equal(a.partner_index, b.partner_index)
+  # The batch of 7 of _odd_outputs: 'permute' under keys 0 and 9.
+  outs = _odd_outputs()[1][7]
+  np.testing.assert_array_equal(outs["flip"].partner_index, [6, 5, 4, 3, 2, 1, 0])
+  np.testing.assert_array_equal(outs["roll"].partner_index, [6, 0, 1, 2, 3, 4, 5])
+  a, b = outs["permute"].partner_index
+  assert not np.array_equal(a, b)
 
 
 def test_no_retrace_on_new_data():
-  mixer = msda_jax.cutmix(num_classes=K)
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def step(key, images, labels):
-    return mixer(key, images, labels)
-
+  step = _gmix_step()
   for seed in range(3):
     images, labels = _batch(seed=seed)
     step(jax.random.key(seed), images, labels)
@@ -242,10 +286,10 @@ def test_no_retrace_on_new_data():
 
 
 def test_uint8_rounds_and_never_wraps():
-  images = jnp.stack([jnp.full((4, 4, 3), 255, jnp.uint8),
-                      jnp.full((4, 4, 3), 0, jnp.uint8),
-                      jnp.full((4, 4, 3), 254, jnp.uint8)])
-  labels = jnp.arange(3)
+  images = np.stack([np.full((4, 4, 3), 255, np.uint8),
+                     np.full((4, 4, 3), 0, np.uint8),
+                     np.full((4, 4, 3), 254, np.uint8)])
+  labels = np.arange(3, dtype=np.int32)
   mixers = {name: factory(num_classes=K) for name, factory in FACTORIES.items()}
 
   @jax.jit
@@ -270,29 +314,41 @@ def test_bfloat16_stays_bfloat16_blend_in_float32():
   out = jax.jit(msda_jax.hmix(num_classes=K))(jax.random.key(0), images, labels)
   assert out.images.dtype == jnp.bfloat16
   mask = np.asarray(out.mask)[..., None]
-  x = np.asarray(images.astype(jnp.float32))
+  x = images.astype(np.float32)
   expected = (mask * x + (1 - mask) * x[::-1]).astype(jnp.bfloat16)
   np.testing.assert_array_equal(out.images, expected)
 
 
 def test_any_channel_count_and_non_square():
+  # A shape check: traced (jax.eval_shape), not compiled.
   mixer = msda_jax.gmix(num_classes=K)
   batches = [_batch(b=4, h=9, w=17, c=channels) for channels in (1, 4)]
-  outs = jax.jit(lambda k, bs: [mixer(k, *b) for b in bs])(jax.random.key(0), batches)
+  outs = jax.eval_shape(lambda k, bs: [mixer(k, *b) for b in bs], jax.random.key(0),
+                        batches)
   for channels, out in zip((1, 4), outs):
     assert out.images.shape == (4, 9, 17, channels)
 
 
+PROBS = (0.0, 0.3)
+
+
+@functools.cache
+def _prob_outputs():
+  """Mixup with each prob in every mode, vmapped over 40 keys: one jit."""
+  mixers = {mode: [msda_jax.mixup(num_classes=K, prob=prob, mode=mode)
+                   for prob in PROBS] for mode in MODES}
+  images, labels = _batch(b=64, h=2, w=2, c=1)
+  run = jax.jit(lambda ks, x, y: {
+      mode: [jax.vmap(m, in_axes=(0, None, None))(ks, x, y) for m in ms]
+      for mode, ms in mixers.items()})
+  outs = run(jax.random.split(jax.random.key(0), 40), images, labels)
+  return images, jax.tree.map(np.asarray, outs)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_prob_is_the_rate_of_mixing(mode):
-  probs = (0.0, 0.3)
-  mixers = [msda_jax.mixup(num_classes=K, prob=prob, mode=mode) for prob in probs]
-  b, draws = 64, 40
-  images, labels = _batch(b=b, h=2, w=2, c=1)
-  run = jax.jit(lambda ks, x, y: [jax.vmap(m, in_axes=(0, None, None))(ks, x, y)
-                                  for m in mixers])
-  outs = run(jax.random.split(jax.random.key(0), draws), images, labels)
-  for prob, out in zip(probs, outs):
+  images, outs = _prob_outputs()
+  for prob, out in zip(PROBS, outs[mode]):
     mixed = np.asarray(out.lam < 1.0)  # λ ~ U(0,1) is < 1 a.s. when mixed
     unmixed = ~mixed
     np.testing.assert_array_equal(
@@ -391,7 +447,7 @@ def test_bad_inputs_are_clear_errors():
   with pytest.raises(ValueError, match="num_classes"):
     msda_jax.cutmix()(jax.random.key(0), images, labels)
   with pytest.raises(ValueError, match="num_classes"):
-    mixer(jax.random.key(0), images, jnp.ones((6, K + 1)))
+    mixer(jax.random.key(0), images, np.ones((6, K + 1), np.float32))
   with pytest.raises(ValueError, match="dtype"):
     mixer(jax.random.key(0), images > 0.5, labels)
 
