@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
+from msda_jax._pairing import check_across, partner_rows
 from msda_jax._types import MixResult, PasteBox
 
 __all__ = ["mix_maps", "partner_maps", "paste_nearest", "shard_mix_maps"]
@@ -127,7 +128,9 @@ def _check_options(maps, hard, num_classes, ignore_value):
         "ignore_value=255)); or pass hard=True to keep int maps")
 
 
-def partner_maps(result: MixResult, maps: jax.Array) -> jax.Array:
+def partner_maps(result: MixResult, maps: jax.Array, *,
+                 across_devices: bool = False,
+                 axis_name: str = "data") -> jax.Array:
   """Each sample's partner map, as its mixed image shows the partner.
 
   ``maps[result.partner_index]``, resized by nearest neighbour into the
@@ -140,15 +143,26 @@ def partner_maps(result: MixResult, maps: jax.Array) -> jax.Array:
   ``partner_index`` is read modulo the batch size of ``maps``: a global
   index from :func:`~msda_jax.per_device` (``local + shard * local_batch``)
   becomes the local row inside ``shard_map`` or ``pmap``, and an index into
-  the whole batch stays as it is.
+  the whole batch stays as it is. Pass the same ``across_devices`` as the
+  mixer was given (:func:`~msda_jax.per_device`): with ``True`` (inside
+  ``shard_map`` or ``pmap`` over ``axis_name``) the previous device's shard
+  of ``maps`` comes over the same ``ppermute`` ring as the images did (one
+  shard moved per device, no all-gather), and the paste box is applied to
+  the rows received.
 
   Args:
     result: what a mixer returned for this batch (or this shard).
     maps: ``(B, *spatial)`` int or ``(B, *spatial, K)`` float, ``(B,
       *spatial) == result.mask.shape``.
+    across_devices: the partners are on the previous device of the ring.
+    axis_name: the mapped batch axis (with ``across_devices``).
 
   Returns:
     An array like ``maps``.
+
+  Raises:
+    ValueError: maps of the wrong shape or dtype for ``result``, or a
+      non-bool ``across_devices``.
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -159,8 +173,9 @@ def partner_maps(result: MixResult, maps: jax.Array) -> jax.Array:
     [1, 0]
   """
   maps = _check_maps(result, maps, "partner_maps")
-  index = result.partner_index % maps.shape[0]
-  partner = jnp.take(maps, index, axis=0)
+  across_devices = check_across(across_devices, axis_name)
+  partner = partner_rows(maps, result.partner_index,
+                         across_devices=across_devices, axis_name=axis_name)
   if result.paste is not None:
     partner = jax.vmap(paste_nearest)(partner, result.paste)
   return partner
@@ -168,7 +183,8 @@ def partner_maps(result: MixResult, maps: jax.Array) -> jax.Array:
 
 def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
              num_classes: Optional[int] = None,
-             ignore_value: Optional[int] = None) -> jax.Array:
+             ignore_value: Optional[int] = None, across_devices: bool = False,
+             axis_name: str = "data") -> jax.Array:
   """Mixes per-pixel targets with the masks that mixed the images.
 
   ``result`` is what the mixer returned for the images; ``maps`` are the
@@ -204,7 +220,10 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
   devices. :func:`shard_mix_maps` mixes every shard where it lives; inside
   your own ``shard_map`` or ``pmap``, call ``mix_maps`` on the local result
   of :func:`~msda_jax.per_device` and the local maps (the global partner
-  indices are read modulo the local batch).
+  indices are read modulo the local batch), with ``across_devices`` as given
+  to ``per_device`` (with ``True`` the previous device's maps come over the
+  ring; with ``False`` partners are local rows: a cross-device result mixed
+  that way takes wrong rows).
 
   Args:
     result: the :class:`~msda_jax.MixResult` of the images.
@@ -216,14 +235,17 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
       against the last axis of float maps; unused by hard int maps.
     ignore_value: the label of unlabelled pixels in int maps (e.g. 255):
       zero vectors when mixed soft; hard mixing passes it through anyway.
+    across_devices: partners on the previous device (inside ``shard_map``
+      or ``pmap``; see above).
+    axis_name: the mapped batch axis (with ``across_devices``).
 
   Returns:
     ``hard=True``: an array like ``maps``. ``hard=False``: float
     ``(B, *spatial, K)`` soft targets.
 
   Raises:
-    ValueError: maps of the wrong shape or dtype for ``result``, or options
-      that do not fit the maps.
+    ValueError: maps of the wrong shape or dtype for ``result``, options
+      that do not fit the maps, or a non-bool ``across_devices``.
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
@@ -241,7 +263,8 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
   """
   maps = _check_maps(result, maps)
   _check_options(maps, hard, num_classes, ignore_value)
-  partner = partner_maps(result, maps)
+  partner = partner_maps(result, maps, across_devices=across_devices,
+                         axis_name=axis_name)
   mask = result.mask
   is_int = jnp.issubdtype(maps.dtype, jnp.integer)
   if hard:
@@ -266,41 +289,55 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
 
 def shard_mix_maps(mesh: Mesh, *, axis_name: str = "data", hard: bool = False,
                    num_classes: Optional[int] = None,
-                   ignore_value: Optional[int] = None) -> Callable:
-  """:func:`mix_maps` for batches sharded along ``axis_name``, with no traffic.
+                   ignore_value: Optional[int] = None,
+                   across_devices: bool = False) -> Callable:
+  """:func:`mix_maps` for batches sharded along ``axis_name``, with no all-gather.
 
-  The companion of :func:`~msda_jax.shard_mixer`: partners live on the same
-  device, so each device mixes its own maps under ``jax.shard_map``. Call the
-  result inside (or outside) ``jax.jit`` with the mixer's output and maps
-  laid out as ``NamedSharding(mesh, P(axis_name))``; the output is sharded
-  the same way and equals ``mix_maps`` on the whole batch.
+  The companion of :func:`~msda_jax.shard_mixer`: pass the same
+  ``across_devices`` as it was given. With ``False`` partners live on the
+  same device and each device mixes its own maps under ``jax.shard_map`` (no
+  traffic); with ``True`` every device receives the previous device's shard
+  of the maps on the ring that brought it the partner images (one
+  ``collective-permute`` of a shard, no all-gather), and ResizeMix's paste
+  box is applied to the received rows. Call the result inside (or outside)
+  ``jax.jit`` with the mixer's output and maps laid out as
+  ``NamedSharding(mesh, P(axis_name))``; the output is sharded the same way
+  and equals ``mix_maps`` on the whole batch.
 
   Args:
     mesh: the mesh the images were mixed on.
     axis_name: the batch axis.
     hard, num_classes, ignore_value: as in :func:`mix_maps`.
+    across_devices: as given to :func:`~msda_jax.shard_mixer`.
 
   Returns:
     ``fn(result, maps) -> mixed maps`` on the global batch.
+
+  Raises:
+    ValueError: an ``axis_name`` not in ``mesh`` or a non-bool
+      ``across_devices``; ``fn`` raises as :func:`mix_maps` does.
 
   Example:
     >>> import jax, jax.numpy as jnp, msda_jax
     >>> mesh = msda_jax.data_mesh()
     >>> b = 2 * len(jax.devices())
-    >>> out = jax.jit(msda_jax.shard_mixer(msda_jax.cutmix(num_classes=4), mesh))(
+    >>> mixer = msda_jax.cutmix(num_classes=4)
+    >>> out = jax.jit(msda_jax.shard_mixer(mixer, mesh, across_devices=True))(
     ...     jax.random.key(0), jnp.zeros((b, 8, 8, 3)), jnp.zeros(b, jnp.int32))
-    >>> mix = jax.jit(shard_mix_maps(mesh, hard=True))
+    >>> mix = jax.jit(shard_mix_maps(mesh, hard=True, across_devices=True))
     >>> mix(out, jnp.zeros((b, 8, 8), jnp.int32)).shape == (b, 8, 8)
     True
   """
   if axis_name not in mesh.axis_names:
     raise ValueError(
         f"axis_name {axis_name!r} is not an axis of the mesh {mesh.axis_names}")
+  across_devices = check_across(across_devices, axis_name)
   batch = PartitionSpec(axis_name)
 
   def local(result, maps):
     return mix_maps(result, maps, hard=hard, num_classes=num_classes,
-                    ignore_value=ignore_value)
+                    ignore_value=ignore_value, across_devices=across_devices,
+                    axis_name=axis_name)
 
   def fn(result: MixResult, maps: jax.Array) -> jax.Array:
     maps = _check_maps(result, maps, "shard_mix_maps")

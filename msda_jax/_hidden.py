@@ -41,6 +41,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
+# The ring rows live in _pairing (shared with _dense); _transmix imports
+# these names from here.
+from msda_jax._pairing import check_across as _check_across
+from msda_jax._pairing import partner_rows as _partner_rows
 from msda_jax._types import MixResult
 
 __all__ = ["hidden_mask", "mix_hidden", "partner_hidden", "shard_mix_hidden",
@@ -75,17 +79,6 @@ def _check_result(result, where: str) -> MixResult:
   return result
 
 
-def _check_across(across_devices, axis_name) -> bool:
-  if not isinstance(across_devices, bool):
-    raise ValueError(
-        f"across_devices must be True or False; got {across_devices!r}")
-  if across_devices and not isinstance(axis_name, str):
-    raise ValueError(
-        f"across_devices=True needs one axis name (a str); got axis_name "
-        f"{axis_name!r}")
-  return across_devices
-
-
 def _check_hidden(result, h, where: str) -> jax.Array:
   """``h`` as an array, checked against ``result.mask``; returns it."""
   result = _check_result(result, where)
@@ -117,32 +110,6 @@ def _check_hidden(result, h, where: str) -> jax.Array:
         f"h of shape {h.shape} with result.mask.shape = {mask_shape}. Mix "
         f"pooled (B, C) features (weight lam) or use a masking method")
   return h
-
-
-def _partner_rows(tree, partner_index: jax.Array, *, across_devices: bool,
-                  axis_name: str):
-  """``tree[partner_index]`` per leaf (axis 0), the index read modulo the batch.
-
-  With ``across_devices`` (inside ``shard_map`` / ``pmap`` over
-  ``axis_name``) the shard of device ``d - 1 mod n`` comes over the
-  ``ppermute`` ring of :func:`~msda_jax.per_device`; rows whose global
-  partner is on this device (a sample left with itself) are read locally.
-  """
-  leaves = jax.tree.leaves(tree)
-  local = leaves[0].shape[0]
-  rows = partner_index % local
-  take = lambda x: jnp.take(x, rows, axis=0)
-  if not across_devices:
-    return jax.tree.map(take, tree)
-  n = jax.lax.axis_size(axis_name)
-  ring = [(d, (d + 1) % n) for d in range(n)]  # d receives d - 1's shard.
-  received = jax.lax.ppermute(tree, axis_name, perm=ring)
-  here = partner_index // local == jax.lax.axis_index(axis_name)
-
-  def pick(own, other):
-    where = here.reshape(-1, *[1] * (own.ndim - 1))
-    return jnp.where(where, take(own), take(other))
-  return jax.tree.map(pick, tree, received)
 
 
 def hidden_mask(result: MixResult, h: jax.Array) -> jax.Array:

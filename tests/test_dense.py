@@ -402,9 +402,65 @@ def test_shard_mix_maps_moves_no_data_between_devices():
     assert collective not in hlo, collective
 
 
+def _across_step():
+  """shard_mixer(across_devices=True) of a per-sample choice of CutMix (an
+  identity paste box) and ResizeMix, and the three map mixes: one program."""
+  from msda_jax._resizemix import resizemix
+  mesh = msda_jax.data_mesh()
+  mixer = msda_jax.choice([msda_jax.cutmix(num_classes=K, partner="permute"),
+                           resizemix(num_classes=K, partner="permute")])
+  mix = msda_jax.shard_mixer(mixer, mesh, across_devices=True)
+  hard = shard_mix_maps(mesh, hard=True, across_devices=True)
+  soft = shard_mix_maps(mesh, num_classes=K, ignore_value=IGNORE, across_devices=True)
+  soft_float = shard_mix_maps(mesh, across_devices=True)
+
+  def step(k, x, y, m, f):
+    out = mix(k, x, y)
+    return out, hard(out, m), soft(out, m), soft_float(out, f)
+  return mesh, jax.jit(step)
+
+
+def test_shard_mix_maps_across_devices_takes_the_previous_devices_maps():
+  # Catches: across_devices ignored (partner maps read from the local shard at
+  # partner_index % local, the rows of another sample: 0.96 max error), a
+  # ring turned the other way, the paste box applied before the rows arrive
+  # (or not at all), and the global gather (an all-gather) instead of the ring.
+  # One compile: the choice mixes CutMix and ResizeMix samples in one batch.
+  mesh, step = _across_step()
+  assert jax.device_count() == DEVICES
+  images, labels, maps, soft = _batch(b=DEVICES * LOCAL, spatial=(8, 6))
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  args = jax.device_put((images, labels, maps, soft), sharding)
+  key = jax.random.key(5)
+  compiled = step.lower(key, *args).compile()  # One trace and compile.
+  out, hard_t, soft_t, float_t = compiled(key, *args)
+  p, mask = np.asarray(out.partner_index), np.asarray(out.mask, np.float64)
+  device = np.arange(DEVICES * LOCAL) // LOCAL
+  np.testing.assert_array_equal(p // LOCAL, (device - 1) % DEVICES)
+  # The global formula: the partner's map resized into the paste box (the
+  # identity box for CutMix samples).
+  starts, sizes = np.asarray(out.paste.start), np.asarray(out.paste.size)
+  assert 0 < np.mean(np.any(sizes != (8, 6), axis=1)) < 1  # Both methods drawn.
+  partner, partner_soft = (
+      np.stack([_nearest_reference(m[q], a, z) for q, a, z in zip(p, starts, sizes)])
+      for m in (maps, soft))
+  np.testing.assert_array_equal(hard_t, np.where(mask >= 0.5, maps, partner))
+  w = mask[..., None]
+  np.testing.assert_allclose(soft_t, w * _one_hot(maps) + (1 - w) * _one_hot(partner),
+                             atol=1e-6)
+  np.testing.assert_allclose(float_t, w * soft + (1 - w) * partner_soft, atol=1e-6)
+  assert soft_t.sharding.is_equivalent_to(sharding, soft_t.ndim)
+  hlo = compiled.as_text()
+  assert "collective-permute" in hlo
+  for collective in ("all-gather", "all-to-all", "all-reduce"):
+    assert collective not in hlo, collective
+
+
 def test_shard_mix_maps_bad_axis_name():
   with pytest.raises(ValueError, match="axis_name"):
     shard_mix_maps(msda_jax.data_mesh(), axis_name="batch")
+  with pytest.raises(ValueError, match="across_devices"):
+    shard_mix_maps(msda_jax.data_mesh(), across_devices="yes")
 
 
 def test_resizemix_maps_take_the_nearest_resized_partner():
