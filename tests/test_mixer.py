@@ -457,9 +457,11 @@ def test_documented_key_contract_for_modes():
   sampler = msda_jax.gmix().sampler
   key = jax.random.key(5)
   # The mode's masks, and the sampler key by key (a loop: lax.map), one jit.
-  (masks, means), (one_masks, one_means) = jax.jit(lambda k: (
+  # Both are Draws (mask, mean, paste, moves); the contract is on the first two.
+  drawn, one_by_one = jax.jit(lambda k: (
       _modes.draw_masks(sampler, k, (6, 6), "elem", jnp.arange(4)[::-1]),
       jax.lax.map(lambda ki: sampler(ki, (6, 6)), jax.random.split(k, 4))))(key)
+  (masks, means), (one_masks, one_means) = drawn[:2], one_by_one[:2]
   for i in range(4):
     mask, mean = one_masks[i], one_means[i]
     # Same key, same mask; two XLA programs may round differently (FMA).
