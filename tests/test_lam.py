@@ -161,8 +161,13 @@ def test_edge_cases_are_finite(jit):
     assert lam.min() >= 0.0 and lam.max() <= 1.0, alpha
     # W = 1 (u_radius = 0) and cos θ = 0 (u_angle = 1/2) give T = 0: λ = 1/2.
     assert np.all(lam[:, 0] == 0.5) and np.all(lam[4, :] == 0.5), alpha
-  # c = 1 (u_angle = 0) at the smallest W: λ within float32 of 1.
-  assert fn(1 - eps, 0.0, 0.1) == 1.0 and fn(1 - eps, 1 - eps, 0.1) == 0.0
+    if alpha == 0.1:
+      # c = 1 (u_angle = 0) at the smallest W (u_radius = 1 - eps): λ within
+      # float32 of 1, and 0 at u_angle = 1 - eps. Read off the grid (an
+      # elementwise function), so the eager run compiles one shape only.
+      assert u_radius[0, 7] == u_radius[7, 7] == 1 - eps
+      assert u_angle[0, 7] == 0.0 and u_angle[7, 7] == 1 - eps
+      assert lam[0, 7] == 1.0 and lam[7, 7] == 0.0
 
 
 def test_sampler_key_contract_for_alpha_not_one():
@@ -178,10 +183,11 @@ def test_sampler_key_contract_for_alpha_not_one():
     mask, mean = rule.from_uniforms(u[2:2 + n], (8, 8), lam)
     return jnp.where(u[1] < 0.5, mask, 1.0), jnp.where(u[1] < 0.5, mean, 1.0)
 
-  keys = jax.random.split(jax.random.key(0), 16)
-  want = jax.jit(jax.vmap(by_hand))(keys)
-  got = jax.jit(jax.vmap(lambda k: sampler(k, (8, 8))))(keys)
-  assert 0 < float(jnp.mean(want[1] < 1)) < 1  # both branches of the coin
+  want, got = jax.tree.map(np.asarray, jax.jit(lambda key: (
+      jax.vmap(by_hand)(jax.random.split(key, 16)),
+      jax.vmap(lambda k: sampler(k, (8, 8)))(jax.random.split(key, 16))))(
+          jax.random.key(0)))
+  assert 0 < np.mean(want[1] < 1) < 1  # both branches of the coin
   np.testing.assert_allclose(got[0], want[0], atol=1e-6)
   np.testing.assert_allclose(got[1], want[1], atol=1e-6)
 
@@ -190,15 +196,15 @@ def test_mixup_elem_lam_follows_the_beta_law():
   # Through the public mixer: Mixup's realised λ (its mask mean) per sample.
   mixer = msda_jax.mixup(alpha=0.8, num_classes=10)
   assert mixer.mode == "elem"
-  images = jnp.zeros((N, 1, 1, 1), jnp.float32)
-  labels = jnp.zeros((N,), jnp.int32)
+  images = np.zeros((N, 1, 1, 1), np.float32)
+  labels = np.zeros((N,), np.int32)
   out = jax.jit(mixer)(jax.random.key(11), images, labels)
   _check_law(np.asarray(out.lam, np.float64), 0.8)
 
 
 def _while_ops(mixer) -> int:
-  images = jnp.zeros((8, 8, 8, 3), jnp.float32)
-  labels = jnp.arange(8) % 10
+  images = np.zeros((8, 8, 8, 3), np.float32)
+  labels = np.arange(8, dtype=np.int32) % 10
 
   def fn(key, images, labels):
     out = mixer(key, images, labels)
@@ -229,14 +235,21 @@ def test_timm_recipe_runs_sharded_in_elem_mode():
                            msda_jax.mixup(alpha=0.8, num_classes=10)])
   mesh = msda_jax.data_mesh()
   count = mesh.devices.size
-  images = jax.random.uniform(jax.random.key(1), (2 * count, 8, 8, 3))
-  labels = jnp.arange(2 * count) % 10
+  # NumPy inputs and slices (eager ones compiled a program each).
+  images = np.random.default_rng(1).uniform(size=(2 * count, 8, 8, 3)).astype(
+      np.float32)
+  labels = np.arange(2 * count, dtype=np.int32) % 10
   sharded = jax.device_put((images, labels), NamedSharding(mesh, P("data")))
   key = jax.random.key(2)
-  out = jax.jit(msda_jax.shard_mixer(mixer, mesh))(key, *sharded)
-  single = jax.jit(mixer)
+  out = jax.tree.map(np.asarray,
+                     jax.jit(msda_jax.shard_mixer(mixer, mesh))(key, *sharded))
+  # The per-device body on each device's rows, with the device index folded
+  # into the key: one jit, a loop over devices (lax.map).
+  shards = images.reshape(count, 2, 8, 8, 3), labels.reshape(count, 2)
+  ref = jax.tree.map(np.asarray, jax.jit(lambda key, x, y: jax.lax.map(
+      lambda a: mixer(jax.random.fold_in(key, a[0]), a[1], a[2]),
+      (jnp.arange(count), x, y)))(key, *shards))
   for d in range(count):
     rows = slice(2 * d, 2 * d + 2)
-    ref = single(jax.random.fold_in(key, d), images[rows], labels[rows])
-    np.testing.assert_allclose(out.images[rows], ref.images, atol=1e-6)
-    np.testing.assert_allclose(out.lam[rows], ref.lam, atol=1e-6)
+    np.testing.assert_allclose(out.images[rows], ref.images[d], atol=1e-6)
+    np.testing.assert_allclose(out.lam[rows], ref.lam[d], atol=1e-6)
