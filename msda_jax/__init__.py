@@ -31,6 +31,8 @@ from msda_jax._mixing import blend, mix_labels, soft_labels
 from msda_jax._modes import MODES
 from msda_jax._pair_weights import PairWeights, pair_weights
 from msda_jax._pairing import PARTNERS
+from msda_jax._puzzle import puzzlemix_mask
+from msda_jax._puzzlemix import puzzlemix, puzzlemix_guide
 from msda_jax._resizemix import resizemix, resizemix_mask
 from msda_jax._saliency import gradient_saliency, spectral_residual_saliency
 from msda_jax._saliencymix import saliencymix, saliencymix_mask
@@ -46,10 +48,10 @@ __all__ = [
     "mixup_mask", "cutmix_mask", "hmix_mask", "gmix_mask", "fmix_mask",
     "gridmix_mask", "smoothmix_mask", "resizemix_mask",
     # Guided mask generators: (key, shape, lam, guide, partner_guide) -> mask.
-    "saliencymix_mask",
+    "saliencymix_mask", "puzzlemix_mask",
     # Mixer factories, the extension point and combinators.
     "mixup", "cutmix", "hmix", "gmix", "fmix", "gridmix", "smoothmix",
-    "resizemix", "saliencymix", "none",
+    "resizemix", "saliencymix", "puzzlemix", "none",
     "mask_mixer", "guided_mask_mixer", "uniform_mask", "choice", "from_config",
     # Dense targets (segmentation maps) mixed with the images' masks.
     "mix_maps", "partner_maps", "shard_mix_maps",
@@ -57,7 +59,7 @@ __all__ = [
     # (Manifold Mixup), labels re-weighted by attention (TransMix).
     "mix_hidden", "partner_hidden", "shard_mix_hidden", "transmix_labels",
     # Guides: per-sample saliency, batched (B, *spatial, C) -> (B, *spatial).
-    "spectral_residual_saliency", "gradient_saliency",
+    "spectral_residual_saliency", "gradient_saliency", "puzzlemix_guide",
     # The paper's regulariser: E[(1 - M_k)(1 - M_l)] by pixel offset.
     "pair_weights", "PairWeights",
     # Devices.

@@ -26,7 +26,7 @@ rows, then even and odd columns), keeping the lower energy of the two
 starts. Every step is static-shaped, so it jits and vmaps with no host round
 trip.
 
-Transport (:func:`transport_plan`, :func:`move_blocks`) moves each image's
+Transport (:func:`transport_plan`; applied by ``_blocks.move_blocks``) moves each image's
 salient blocks to where the mask keeps that image, by the reference's greedy
 rule on a finer ``t x t`` grid, completed to a true permutation.
 
@@ -44,8 +44,12 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from msda_jax import _geometry
+from msda_jax._types import BlockMoves
+
 __all__ = [
     "block_unaries", "block_pairwise", "labelling_energy", "solve_labelling",
+    "transport_plan", "transport_grid", "puzzlemix_mask",
     "area_pool", "LABEL_WEIGHTS", "BLOCK_NUMS",
 ]
 
@@ -400,9 +404,23 @@ def _row_chains(labels, unary, horizontal, vertical, parity):
 
 
 def _chain_descent(labels, unary, horizontal, vertical, iterations):
+  """``iterations`` sweeps: even rows, odd rows, even columns, odd columns."""
   unary_t = jnp.swapaxes(unary, 0, 1)
   horizontal_t = jnp.swapaxes(vertical, 0, 1)
   vertical_t = jnp.swapaxes(horizontal, 0, 1)
+  if labels.shape[0] == labels.shape[1]:
+    # Square grids: columns are the rows of the transposed problem, which
+    # has the same shapes, so one loop body serves all four half-steps (a
+    # quarter of the program to compile).
+    def half_step(step, labels):
+      flip = (step // 2) % 2 == 1
+      pick = lambda a, b: jnp.where(flip, b, a)  # noqa: E731
+      new = _row_chains(pick(labels, labels.T), pick(unary, unary_t),
+                        pick(horizontal, horizontal_t),
+                        pick(vertical, vertical_t), step % 2)
+      return pick(new, new.T)
+
+    return jax.lax.fori_loop(0, 4 * iterations, half_step, labels)
 
   def sweep(_, labels):
     for parity in (0, 1):
@@ -464,3 +482,281 @@ def solve_labelling(unary: jax.Array, horizontal: jax.Array,
   energies = jax.vmap(labelling_energy, (0, None, None, None))(
       finals, unary, horizontal, vertical)
   return jnp.where(energies[1] < energies[0], finals[1], finals[0])
+
+
+_FAR = 1 << 20  # farther than any squared grid distance
+
+
+def _square_offsets(size: int) -> jax.Array:
+  i = jnp.arange(size, dtype=jnp.int32)
+  return (i[:, None] - i[None, :])**2
+
+
+def transport_plan(saliency: jax.Array, keep: jax.Array, *,
+                   t_eps: float = 0.8) -> jax.Array:
+  """Where each block goes: the reference's greedy transport, as a permutation.
+
+  On the ``t x t`` transport grid, the cost of sending block i to place j is
+  ``t_eps · C[i, j] - u[i] · z[j]``, with ``C`` the squared grid distance
+  over ``(t - 1)²``, ``u`` the saliency normalised to sum 1 and ``z = 1``
+  where ``keep > 0`` (the mask shows this image there). As the reference's
+  ``mask_transport``, for ``t`` rounds every unplaced block picks its
+  cheapest free place and every place picked by several blocks takes the
+  cheapest of them (ties: the lower index); unlike the reference, a block
+  that loses does not pick that place again (the reference adds 1 to its
+  cost there) and the blocks still unplaced after ``t`` rounds fill the free
+  places in index order, so the result is a true permutation (the reference
+  leaves those places empty, i.e. black).
+
+  Args:
+    saliency: ``(t, t)`` non-negative, the image's saliency on the transport
+      grid.
+    keep: ``(t, t)``, the mask's weight of this image there (``1 - mask``
+      for the partner).
+    t_eps: transport cost weight >= 0.
+
+  Returns:
+    int32 ``(t * t,)``: output block j (row-major) comes from input block
+    ``perm[j]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> sal = jnp.zeros((2, 2)).at[0, 0].set(1.0)     # salient top-left
+    >>> keep = jnp.zeros((2, 2)).at[0, 1].set(1.0)    # kept top-right
+    >>> transport_plan(sal, keep).tolist()            # swapped in
+    [1, 0, 2, 3]
+  """
+  t_eps = _check_nonneg_float(t_eps, "t_eps", 0.8)
+  saliency = jnp.asarray(saliency, jnp.float32)
+  if saliency.ndim != 2 or saliency.shape != jnp.shape(keep):
+    raise ValueError(
+        f"saliency and keep must be 2-D of one shape; got {saliency.shape} "
+        f"and {jnp.shape(keep)}")
+  rows, cols = saliency.shape
+  count = rows * cols
+  u = _normalised(saliency).reshape(-1)
+  kept = jnp.asarray(keep).reshape(rows, cols) > 0
+  scale = float(max(max(rows, cols) - 1, 1)**2)
+  index = jnp.arange(count, dtype=jnp.int32)
+
+  def best_place(free, minus):
+    # For every block (a grid point), its cheapest free place of one class:
+    # cost t_eps · C - minus; an exact two-pass squared distance transform
+    # that keeps the lowest row-major index among ties, as an argmin over
+    # all places would.
+    d_rows, d_cols = _square_offsets(rows), _square_offsets(cols)
+    along = jnp.where(free[:, None, :], d_cols[None], _FAR)  # (r, c', c)
+    row_best, row_arg = jnp.min(along, -1), jnp.argmin(along, -1)
+    total = d_rows[:, None, :] + row_best.T[None]           # (r', c', r)
+    dist, best_r = jnp.min(total, -1), jnp.argmin(total, -1)
+    best_c = jnp.take_along_axis(row_arg.T, best_r.T, axis=1).T
+    place = (best_r * cols + best_c).reshape(-1).astype(jnp.int32)
+    cost = t_eps * (dist.reshape(-1).astype(jnp.float32) / scale) - minus
+    return jnp.where(dist.reshape(-1) < _FAR, cost, jnp.inf), place
+
+  def round_(_, state):
+    source, row_free = state               # source[j]: block at place j or -1
+    free = (source < 0).reshape(rows, cols)
+    cost_kept, place_kept = best_place(free & kept, u)
+    cost_other, place_other = best_place(free & ~kept, 0.0)
+    take_kept = (cost_kept < cost_other) | (
+        (cost_kept == cost_other) & (place_kept < place_other))
+    choice = jnp.where(take_kept, place_kept, place_other)
+    bid = jnp.where(row_free, jnp.where(take_kept, cost_kept, cost_other),
+                    jnp.inf)
+    best_bid = jax.ops.segment_min(bid, choice, num_segments=count)
+    bidder = jnp.where(row_free & (bid == best_bid[choice]), index, count)
+    winner = jax.ops.segment_min(bidder, choice, num_segments=count)
+    won = (winner < count) & (source < 0)
+    source = jnp.where(won, winner, source)
+    return source, row_free & (source[choice] != index)
+
+  source, row_free = jax.lax.fori_loop(
+      0, max(rows, cols), round_,
+      (jnp.full(count, -1, jnp.int32), jnp.ones(count, bool)))
+  # Unplaced blocks fill the free places, both in index order.
+  free_rows = jnp.argsort(~row_free, stable=True).astype(jnp.int32)
+  free_cols = jnp.argsort(source >= 0, stable=True)
+  fill = jnp.zeros(count, jnp.int32).at[free_cols].set(free_rows)
+  return jnp.where(source >= 0, source, fill)
+
+
+def _refine_perm(perm, t, fine):
+  """A permutation of the ``t x t`` grid as one of the ``fine x fine`` grid
+  (``fine`` a multiple of ``t``): each block moves as its sub-blocks."""
+  if fine == t:
+    return perm
+  r = fine // t
+  rows, cols = jnp.divmod(jnp.arange(fine * fine, dtype=jnp.int32), fine)
+  src_r, src_c = jnp.divmod(perm[(rows // r) * t + cols // r], t)
+  return (src_r * r + rows % r) * fine + src_c * r + cols % r
+
+
+def transport_grid(shape: tuple[int, int], block_num: int,
+                   t_size: int = 4) -> int:
+  """Transport blocks per side for ``block_num`` mask blocks per side.
+
+  The reference's rule: transport blocks of ``min(t_size, block)`` pixels,
+  i.e. ``t = block_num · r``, ``r = block // t_size`` (at least 1; lowered
+  to the largest value that divides both block sides), ``block`` the
+  smaller block side.
+
+  Example:
+    >>> [transport_grid((32, 32), n) for n in (2, 4, 8, 16)]
+    [8, 8, 8, 16]
+  """
+  block_h, block_w = _check_grid(tuple(shape), block_num, "transport_grid")
+  r = max(1, min(block_h, block_w) // t_size)
+  while block_h % r or block_w % r:
+    r -= 1
+  return block_num * r
+
+
+def _check_guide(guide, name: str, shape: tuple[int, int]):
+  if not isinstance(guide, dict) or not {"saliency", "image"} <= set(guide):
+    raise ValueError(
+        f"{name} must be a dict with 'saliency' (h, w) and 'image' (H, W, C); "
+        f"got {type(guide).__name__}"
+        + (f" with keys {sorted(guide)}" if isinstance(guide, dict) else ""))
+  saliency, image = guide["saliency"], guide["image"]
+  sal_shape, image_shape = jnp.shape(saliency), jnp.shape(image)
+  if (len(sal_shape) != 2 or min(sal_shape) < 1
+      or shape[0] % sal_shape[0] or shape[1] % sal_shape[1]):
+    raise ValueError(
+        f"{name}['saliency'] must be (h, w) with h dividing H and w dividing "
+        f"W of the image shape {shape}; got {sal_shape}")
+  if len(image_shape) != 3 or tuple(image_shape[:2]) != shape:
+    raise ValueError(
+        f"{name}['image'] must be (H, W, C) = {shape} + (C,); got "
+        f"{image_shape}")
+  return saliency, image
+
+
+def puzzlemix_mask(key: jax.Array, shape: tuple[int, int], lam,
+                   guide: dict, partner_guide: dict, *,
+                   block_num: int | None = None, beta: float = 1.2,
+                   gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
+                   transport: bool = True, t_eps: float = 0.8,
+                   t_size: int = 4, iterations: int = 3,
+                   bp_iterations: int = 8):
+  """PuzzleMix's mask for one sample (Kim, Choo & Song, ICML 2020).
+
+  ``n`` blocks per side, drawn from ``key`` among the reference's
+  ``2 ** randint(1, 5)`` ∈ {2, 4, 8, 16} (those that divide H and W) unless
+  ``block_num`` fixes it; each block labelled with the weight 0, ½ or 1 of
+  the image itself by :func:`solve_labelling` on the energy of
+  :func:`block_unaries` and :func:`block_pairwise`. Every candidate ``n`` is
+  its own static-shaped branch of a ``lax.switch`` (under ``vmap`` all of
+  them run and one is selected).
+
+  With ``transport``, each image's salient blocks are moved toward where the
+  mask keeps it (:func:`transport_plan`: the image with ``keep = mask``,
+  the partner with ``1 - mask``, on the grid of :func:`transport_grid`).
+  The plans are returned on the finest transport grid among the candidates
+  (a coarser plan moves its blocks' sub-blocks together), so their shape is
+  static: the mixer applies them (``_blocks.move_blocks``), then blends
+  ``mask · a' + (1 - mask) · b'``.
+
+  Args:
+    key: a PRNG key (draws the block count only).
+    shape: ``(H, W)``, static; other spatial ranks raise a ValueError.
+    lam: λ in [0, 1], the prior's target weight of the image itself.
+    guide: ``{'saliency': (h, w), 'image': (H, W, C)}`` of the image itself:
+      non-negative saliency at any resolution whose sides divide H and W
+      (area-pooled to each grid), and the pixels (on the [0, 1] scale) for
+      the border term.
+    partner_guide: the same for the partner.
+    block_num: a fixed block count per side dividing H and W, or None.
+    beta, gamma, eta, neigh_size: the energy's weights (see
+      :func:`block_pairwise`, :func:`block_unaries`).
+    transport: move the blocks (the reference's CIFAR recipes do).
+    t_eps: transport cost weight.
+    t_size: transport block side in pixels (at most the mask block).
+    iterations, bp_iterations: the solver's sweeps (:func:`solve_labelling`).
+
+  Returns:
+    ``(mask, mean)`` with ``mask`` float32 ``(H, W)`` in {0, ½, 1} (nearest
+    upsampled blocks) and ``mean`` its mean (the label weight); with
+    ``transport``, ``(mask, mean, BlockMoves(own, partner))``, int32
+    ``(T, T)`` each: output block g of an image is its block ``own[g]``
+    (``partner[g]`` for the partner), row-major.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> sal = jnp.zeros((8, 8)).at[:4, :4].set(1.0)    # a salient corner
+    >>> guide = {'saliency': sal, 'image': jnp.zeros((8, 8, 3))}
+    >>> partner = {'saliency': sal[::-1, ::-1], 'image': jnp.ones((8, 8, 3))}
+    >>> mask, mean = puzzlemix_mask(jax.random.key(0), (8, 8), 0.5, guide,
+    ...                             partner, block_num=2, transport=False)
+    >>> mask[::4, ::4].tolist(), float(mean)   # each keeps its salient corner
+    ([[1.0, 0.5], [0.5, 0.0]], 0.5)
+  """
+  height, width = _geometry.check_2d_shape(shape, "puzzlemix")
+  shape = (height, width)
+  saliency_a, image_a = _check_guide(guide, "guide", shape)
+  saliency_b, image_b = _check_guide(partner_guide, "partner_guide", shape)
+  neigh_size = _check_positive_int(neigh_size, "neigh_size", 4)
+  t_size = _check_positive_int(t_size, "t_size", 4)
+  if block_num is None:
+    candidates = tuple(n for n in BLOCK_NUMS
+                       if height % n == 0 and width % n == 0)
+    if not candidates:
+      raise ValueError(
+          f"puzzlemix: no block count in {BLOCK_NUMS} divides the image "
+          f"shape {shape}; pass block_num")
+  else:
+    block_num = _check_positive_int(block_num, "block_num", None)
+    if height % block_num or width % block_num:
+      raise ValueError(
+          f"block_num must divide the image's height and width {shape}; got "
+          f"{block_num}")
+    candidates = (block_num,)
+  grids = [transport_grid(shape, n, t_size) for n in candidates]
+  finest = max(grids)
+  if any(finest % t for t in grids):
+    finest = math.lcm(*grids)
+  lam = jnp.asarray(lam, jnp.float32)
+
+  def labelling(n):
+    unary = block_unaries(area_pool(saliency_a, (n, n)),
+                          area_pool(saliency_b, (n, n)), lam, eta=eta)
+    horizontal, vertical = block_pairwise(image_a, image_b, n, beta=beta,
+                                          gamma=gamma, neigh_size=neigh_size)
+    labels = solve_labelling(unary, horizontal, vertical,
+                             iterations=iterations,
+                             bp_iterations=bp_iterations)
+    weights = labels.astype(jnp.float32) / 2
+    mask = jnp.repeat(jnp.repeat(weights, height // n, 0), width // n, 1)
+    if not transport:
+      return mask, jnp.mean(weights)
+    fine = jnp.repeat(jnp.repeat(weights, finest // n, 0), finest // n, 1)
+    return mask, jnp.mean(weights), fine
+
+  index = 0
+  if len(candidates) > 1:
+    index = jax.random.randint(key, (), 0, len(candidates))
+  branches = [lambda n=n: labelling(n) for n in candidates]
+  out = (branches[0]() if len(branches) == 1
+         else jax.lax.switch(index, branches))
+  if not transport:
+    return out
+  mask, mean, fine = out
+
+  # One transport per distinct grid (the candidates 2, 4 and 8 share t = 8
+  # on a 32 x 32 image), so a vmapped call pays each grid once.
+  distinct = sorted(set(grids))
+
+  def transported(t):
+    step = finest // t
+    keep = fine[::step, ::step]
+    perms = (transport_plan(area_pool(saliency_a, (t, t)), keep, t_eps=t_eps),
+             transport_plan(area_pool(saliency_b, (t, t)), 1 - keep,
+                            t_eps=t_eps))
+    return BlockMoves(*(_refine_perm(p, t, finest).reshape(finest, finest)
+                        for p in perms))
+
+  movers = [lambda t=t: transported(t) for t in distinct]
+  if len(movers) == 1:
+    return mask, mean, movers[0]()
+  group = jnp.asarray([distinct.index(t) for t in grids], jnp.int32)[index]
+  return mask, mean, jax.lax.switch(group, movers)

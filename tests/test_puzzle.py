@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from msda_jax._blocks import move_blocks
 from msda_jax._puzzle import (area_pool, block_pairwise, block_unaries,
-                              labelling_energy, solve_labelling)
+                              labelling_energy, puzzlemix_mask,
+                              solve_labelling, transport_grid, transport_plan)
 
 
 def _reference_terms(img_a, img_b, sal_a, sal_b, n, lam, beta=1.2, gamma=0.5,
@@ -151,7 +153,7 @@ def _all_energies(n, unary, horizontal, vertical):
   return energy
 
 
-_BRUTE_CASES = 60  # per grid size
+_BRUTE_CASES = 40  # per grid size
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +235,7 @@ def test_energy_matches_a_loop_and_the_reference_energy():
   # unary-folded parts dropped (the energy would differ by more than the
   # constant: none here, the reference keeps it).
   rng = np.random.default_rng(0)
-  for n in (2, 4, 8):
+  for n in (2, 4):
     a, b = rng.random((32, 32, 3)), rng.random((32, 32, 3))
     sal_a, sal_b = rng.random((32, 32)), rng.random((32, 32))
     lam = float(rng.random())
@@ -253,3 +255,269 @@ def test_energy_matches_a_loop_and_the_reference_energy():
       np.testing.assert_allclose(
           ours, _reference_energy(2 - labels, ref_unary, w_v, w_h),
           rtol=1e-5)
+
+
+_GCO_N, _GCO_CASES = 16, 6
+
+
+@pytest.fixture(scope="module")
+def grid16_instances():
+  """Six 32 x 32 instances on the 16 x 16 grid (smooth images and peaked
+  smooth saliency), our terms and labels and the reference's terms."""
+  rng = np.random.default_rng(2)
+  n = _GCO_N
+  images = np.stack([[_smooth(rng, (32, 32, 3), 8) for _ in range(2)]
+                     for _ in range(_GCO_CASES)]).astype(np.float32)
+  saliency = np.stack([[_smooth(rng, (32, 32), 4)**3 for _ in range(2)]
+                       for _ in range(_GCO_CASES)]).astype(np.float32)
+  lam = rng.uniform(0.1, 0.9, _GCO_CASES).astype(np.float32)
+
+  def solve(a, b, sal_a, sal_b, lam):
+    unary = block_unaries(area_pool(sal_a, (n, n)), area_pool(sal_b, (n, n)),
+                          lam)
+    horizontal, vertical = block_pairwise(a, b, n)
+    return (solve_labelling(unary, horizontal, vertical), unary, horizontal,
+            vertical)
+
+  labels, unary, horizontal, vertical = map(np.asarray, jax.jit(jax.vmap(
+      solve))(images[:, 0], images[:, 1], saliency[:, 0], saliency[:, 1],
+              lam))
+  reference = [_reference_terms(images[c, 0], images[c, 1], saliency[c, 0],
+                                saliency[c, 1], n, float(lam[c]))
+               for c in range(_GCO_CASES)]
+  return dict(labels=labels, unary=unary, horizontal=horizontal,
+              vertical=vertical, lam=lam, reference=reference, rng=rng)
+
+
+def _energies(instances, labels):
+  return np.array([_loop_energy(labels[c], instances["unary"][c],
+                                instances["horizontal"][c],
+                                instances["vertical"][c])
+                   for c in range(len(labels))])
+
+
+def test_solver_beats_cutmix_and_random_masks_of_the_same_lam(
+    grid16_instances):
+  # Catches: a solver that ignores the energy (returns the prior's or a
+  # fixed labelling) or optimises it with a sign flipped.
+  inst, n = grid16_instances, _GCO_N
+  rng = np.random.default_rng(3)
+  ours = _energies(inst, inst["labels"])
+  for c, lam in enumerate(inst["lam"]):
+    side = int(round(n * np.sqrt(1 - lam)))
+    for _ in range(3):
+      box = np.full((n, n), 2)
+      top, left = rng.integers(0, n - side + 1, 2)
+      box[top:top + side, left:left + side] = 0
+      random = np.where(rng.random((n, n)) < lam, 2, 0)
+      for other in (box, random):
+        other_energy = _loop_energy(other, inst["unary"][c],
+                                    inst["horizontal"][c],
+                                    inst["vertical"][c])
+        assert ours[c] < other_energy, (c, lam, ours[c], other_energy)
+
+
+# Measured on 40 such instances (16 x 16): our energy minus gco's α-β swap
+# (the reference's call, integer costs) -0.04 % of |E| on average (ours is
+# lower in 65 % of cases), at worst +0.54 %; on these six: see the assertion.
+# Margins: mean <= +0.25 %, each <= +1.5 %.
+GCO_MEAN_MARGIN, GCO_MAX_MARGIN = 2.5e-3, 1.5e-2
+
+
+def test_solver_is_near_the_reference_graph_cut(grid16_instances):
+  # Catches: a solver markedly worse than the reference's own optimiser on
+  # the reference's grid sizes (e.g. no belief-propagation start, one sweep).
+  gco = pytest.importorskip(
+      "gco", reason="gco-wrapper (the reference's graph cut, a test-only "
+      "oracle) is not installed: pip install gco-wrapper")
+  inst, n = grid16_instances, _GCO_N
+  large = 1000 * n**2  # the reference's integer scale
+  gco_labels = []
+  for unary, w_v, w_h in inst["reference"]:
+    cut = gco.cut_grid_graph((large * unary).astype(np.int32),
+                             _V.astype(np.float32),
+                             (large * w_v).astype(np.int32),
+                             (large * w_h).astype(np.int32), algorithm="swap")
+    gco_labels.append(2 - cut.reshape(n, n))  # gco label i: weight 1 - i/2
+  theirs = _energies(inst, np.stack(gco_labels))
+  ours = _energies(inst, inst["labels"])
+  excess = (ours - theirs) / np.abs(theirs)
+  assert excess.mean() <= GCO_MEAN_MARGIN and excess.max() <= GCO_MAX_MARGIN, (
+      excess)
+
+
+def _greedy_transport(saliency, keep, t_eps=0.8):
+  """The reference's ``mask_transport`` rounds in NumPy, with our two
+  changes (a lost place is closed, leftovers fill free places in order)."""
+  rows, cols = saliency.shape
+  count = rows * cols
+  u = (saliency / saliency.sum()).reshape(-1).astype(np.float32)
+  z = (keep.reshape(-1) > 0).astype(np.float32)
+  r, c = np.divmod(np.arange(count), cols)
+  distance = (((r[:, None] - r[None])**2 + (c[:, None] - c[None])**2)
+              .astype(np.float32) / np.float32(max(max(rows, cols) - 1, 1)**2))
+  cost = np.float32(t_eps) * distance - u[:, None] * z[None]
+  source, free_row = -np.ones(count, int), np.ones(count, bool)
+  for _ in range(max(rows, cols)):
+    choice = np.where(free_row[:, None] & (source < 0)[None], cost,
+                      np.inf).argmin(1)
+    for j in np.unique(choice[free_row]):
+      bidders = np.flatnonzero(free_row & (choice == j))
+      source[j] = bidders[np.argmin(cost[bidders, j])]  # ties: lowest i
+    free_row &= ~np.isin(np.arange(count), source)
+  left_rows = np.flatnonzero(free_row)
+  source[np.flatnonzero(source < 0)] = left_rows
+  return source
+
+
+def test_transport_is_the_greedy_rule_and_a_permutation():
+  # Catches: a plan that is not a permutation (the reference's can drop
+  # blocks), rows and columns of the plan swapped (perm[j] must be the
+  # source of place j), the distance transform's tie-break or its axes
+  # wrong, keep not thresholded at > 0, saliency not normalised.
+  rng = np.random.default_rng(4)
+  plan = jax.jit(jax.vmap(transport_plan))
+  for t in (2, 4, 8):
+    saliency = rng.random((12, t, t)).astype(np.float32)**4
+    keep = np.where(rng.random((12, t, t)) < 0.5, 1.0,
+                    rng.choice([0.0, 0.5], (12, t, t))).astype(np.float32)
+    perms = np.asarray(plan(saliency, keep))
+    for case in range(12):
+      assert sorted(perms[case]) == list(range(t * t))
+      np.testing.assert_array_equal(
+          perms[case], _greedy_transport(saliency[case], keep[case]), (t, case))
+
+
+def test_a_salient_block_moves_into_the_kept_area():
+  # Catches: transport toward where the mask drops the image (z = 1 - keep)
+  # or a plan read backwards (the block moved away from the kept area).
+  saliency = np.full((4, 4), 0.01, np.float32)
+  saliency[0, 0] = 1.0
+  keep = np.zeros((4, 4), np.float32)
+  keep[1:3, 2:4] = 1.0
+  perm = np.asarray(transport_plan(saliency, keep))
+  place = int(np.flatnonzero(perm == 0)[0])
+  assert keep.reshape(-1)[place] == 1.0, perm
+  assert place == 6, perm  # the nearest kept place to (0, 0): (1, 2)
+
+
+def test_move_blocks_permutes_blocks_and_keeps_pixels():
+  # Catches: blocks cut with the wrong axes (rows/columns of blocks mixed),
+  # a perm applied as its inverse, pixels lost or duplicated.
+  rng = np.random.default_rng(5)
+  image = rng.random((8, 12, 2)).astype(np.float32)
+  perm = rng.permutation(16)
+  moved = np.asarray(move_blocks(image, perm.reshape(4, 4)))
+  np.testing.assert_array_equal(np.sort(moved, None), np.sort(image, None))
+  for j in range(16):
+    src = perm[j]
+    np.testing.assert_array_equal(
+        moved[(j // 4) * 2:(j // 4) * 2 + 2, (j % 4) * 3:(j % 4) * 3 + 3],
+        image[(src // 4) * 2:(src // 4) * 2 + 2,
+              (src % 4) * 3:(src % 4) * 3 + 3])
+
+
+def _blob(shape, center, width):
+  rows, cols = np.mgrid[:shape[0], :shape[1]]
+  return np.exp(-((rows - center[0])**2 + (cols - center[1])**2)
+                / (2 * width**2)).astype(np.float32)
+
+
+def test_mixed_image_keeps_more_saliency_than_cutmix():
+  # Catches: the mask inverted (keeping what is not salient), the unaries'
+  # images swapped, or transport moving salient blocks out of the kept area.
+  rng = np.random.default_rng(6)
+  shape, cases = (16, 16), 16
+  lam = rng.uniform(0.3, 0.7, cases).astype(np.float32)
+  centers = rng.integers(2, 14, (cases, 2, 2))
+  sal = np.stack([[_blob(shape, centers[c, i], 2.0) for i in range(2)]
+                  for c in range(cases)])
+  sal /= sal.sum((2, 3), keepdims=True)
+  images = rng.random((cases, 2) + shape + (3,)).astype(np.float32)
+
+  def kept(key, lam, sa, sb, ia, ib):
+    mask, mean, (perm_a, perm_b) = puzzlemix_mask(
+        key, shape, lam, {"saliency": sa, "image": ia},
+        {"saliency": sb, "image": ib}, block_num=4)
+    moved_a = move_blocks(sa[..., None], perm_a)[..., 0]
+    moved_b = move_blocks(sb[..., None], perm_b)[..., 0]
+    return (jnp.sum(mask * moved_a) + jnp.sum((1 - mask) * moved_b), mean,
+            mask)
+
+  keys = jax.random.split(jax.random.key(0), cases)
+  ours, means, masks = map(np.asarray, jax.jit(jax.vmap(kept))(
+      keys, lam, sal[:, 0], sal[:, 1], images[:, 0], images[:, 1]))
+  np.testing.assert_allclose(means, masks.mean((1, 2)), atol=1e-6)
+  cutmix = []
+  for c in range(cases):
+    side = int(round(16 * np.sqrt(1 - lam[c])))
+    top, left = rng.integers(0, 16 - side + 1, 2)
+    box = np.ones(shape)
+    box[top:top + side, left:left + side] = 0
+    cutmix.append((box * sal[c, 0]).sum() + ((1 - box) * sal[c, 1]).sum())
+  # Each image's saliency sums to 1, so a mask keeps at most 2.
+  assert ours.mean() > np.mean(cutmix) + 0.2, (ours.mean(), np.mean(cutmix))
+
+
+def test_block_count_transport_off_and_plans_on_the_finest_grid():
+  # Catches: a block count drawn outside {2, 4, 8, 16} or one that does not
+  # divide the image, a mask that is not blocky at the drawn count, a
+  # transport=False path that still returns plans, plans of a coarse grid
+  # not refined to the finest one (move_blocks of its blocks' sub-blocks).
+  rng = np.random.default_rng(7)
+  shape = (4, 4)  # candidates n = 2 (t = 2) and n = 4 (t = 4)
+  guide = {"saliency": rng.random((2, 2)).astype(np.float32)**4,
+           "image": rng.random(shape + (3,)).astype(np.float32)}
+  partner = {"saliency": rng.random((4, 4)).astype(np.float32)**4,
+             "image": rng.random(shape + (3,)).astype(np.float32)}
+  keys = jax.random.split(jax.random.key(1), 16)
+  masks, means, (perms, partner_perms) = map(np.asarray, jax.jit(jax.vmap(
+      lambda k: puzzlemix_mask(k, shape, 0.5, guide, partner)))(keys))
+  assert set(np.unique(masks)) <= {0.0, 0.5, 1.0}
+  np.testing.assert_allclose(means, masks.mean((1, 2)), atol=1e-6)
+  coarse = [(m == np.repeat(np.repeat(m[::2, ::2], 2, 0), 2, 1)).all()
+            for m in masks]
+  assert 0 < sum(coarse) < len(coarse), coarse  # both counts are drawn
+  image = guide["image"]
+  blocks = lambda x: x.reshape(2, 2, 2, 2, 3).swapaxes(1, 2).reshape(4, 2, 2, 3)  # noqa: E731,E501
+  for perm in np.concatenate([perms, partner_perms]):
+    assert perm.shape == (4, 4) and sorted(perm.ravel()) == list(range(16))
+  for is_coarse, perm in zip(coarse, perms):
+    if is_coarse:  # a t = 2 plan on the t = 4 grid moves whole 2 x 2 blocks
+      moved = blocks(np.asarray(move_blocks(image, perm)))
+      assert sorted(map(tuple, moved.reshape(4, -1))) == sorted(
+          map(tuple, blocks(image).reshape(4, -1)))
+  assert [transport_grid((32, 32), n) for n in (2, 4, 8, 16)] == [8, 8, 8, 16]
+  out = jax.eval_shape(lambda k: puzzlemix_mask(  # traced, not compiled
+      k, shape, 0.5, guide, partner, block_num=2, transport=False), keys[0])
+  assert len(out) == 2 and out[0].shape == shape and out[1].shape == ()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda g, p: puzzlemix_mask(None, (4, 8, 8), 0.5, g, p), "2-D images"),
+    (lambda g, p: puzzlemix_mask(None, (8, 8), 0.5, {"image": g["image"]}, p),
+     "guide must be a dict"),
+    (lambda g, p: puzzlemix_mask(None, (8, 8), 0.5, g,
+                                 dict(p, saliency=np.ones((3, 3)))),
+     r"partner_guide\['saliency'\]"),
+    (lambda g, p: puzzlemix_mask(None, (8, 8), 0.5,
+                                 dict(g, image=np.ones((8, 4, 3))), p),
+     r"guide\['image'\]"),
+    (lambda g, p: puzzlemix_mask(None, (8, 8), 0.5, g, p, block_num=3),
+     "block_num must divide"),
+    (lambda g, p: puzzlemix_mask(None, (7, 7), 0.5,
+                                 {"saliency": np.ones((7, 7)),
+                                  "image": np.ones((7, 7, 3))},
+                                 {"saliency": np.ones((7, 7)),
+                                  "image": np.ones((7, 7, 3))}),
+     "no block count"),
+    (lambda g, p: block_pairwise(g["image"], p["image"], 3), "must divide"),
+    (lambda g, p: move_blocks(g["image"], np.arange(5).reshape(1, 5)),
+     "sources has grid"),
+])
+def test_errors_name_the_argument(call, match):
+  # Catches: silent acceptance of 1-D/3-D shapes, malformed guides, block
+  # counts that do not tile the image (a reshape error or a wrong mask).
+  guide = {"saliency": np.ones((8, 8)), "image": np.ones((8, 8, 3))}
+  with pytest.raises(ValueError, match=match):
+    call(guide, dict(guide))
