@@ -12,6 +12,8 @@ composes with any method: ``mix_maps(result, maps)``.
   on request (``hard=True``).
 - ResizeMix: the partner's map is resized into the paste box by nearest
   neighbour, with the geometry of the image paste.
+- PuzzleMix (``result.moves``): both maps have their blocks moved as the
+  images' were, before the blend; exact.
 
 The image-level label weight ``lam`` stays the mask mean. Mixing label maps
 with the image's mask is what semi-supervised segmentation does with CutMix
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
+from msda_jax._blocks import move_blocks
 from msda_jax._pairing import check_across, partner_rows
 from msda_jax._types import MixResult, PasteBox
 
@@ -134,7 +137,9 @@ def partner_maps(result: MixResult, maps: jax.Array, *,
   """Each sample's partner map, as its mixed image shows the partner.
 
   ``maps[result.partner_index]``, resized by nearest neighbour into the
-  paste box when the partner was pasted resized (ResizeMix). The building
+  paste box when the partner was pasted resized (ResizeMix), its blocks
+  moved by ``result.moves.partner`` when the mixer moved them (PuzzleMix's
+  transport; the own map's move is :func:`mix_maps`'s). The building
   block of :func:`mix_maps`; use it for losses that mix per-pixel losses
   rather than targets (cross-entropy is linear in the target, so
   ``M ce(y) + (1 - M) ce(y_partner)`` equals the loss of the soft target
@@ -178,7 +183,17 @@ def partner_maps(result: MixResult, maps: jax.Array, *,
                          across_devices=across_devices, axis_name=axis_name)
   if result.paste is not None:
     partner = jax.vmap(paste_nearest)(partner, result.paste)
+  if result.moves is not None:
+    partner = _moved(partner, result.moves.partner, result.mask.ndim)
   return partner
+
+
+def _moved(maps, sources, mask_rank):
+  """Each sample's map with its blocks moved (``_blocks.move_blocks``);
+  int maps ``(B, *spatial)`` get a channel axis for the move."""
+  plain = maps.ndim == mask_rank
+  moved = jax.vmap(move_blocks)(maps[..., None] if plain else maps, sources)
+  return moved[..., 0] if plain else moved
 
 
 def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
@@ -189,7 +204,10 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
 
   ``result`` is what the mixer returned for the images; ``maps`` are the
   batch's dense targets in the same order. The partner's map is
-  :func:`partner_maps` (resized into the paste box for ResizeMix).
+  :func:`partner_maps` (resized into the paste box for ResizeMix); when the
+  mixer moved blocks (PuzzleMix), the own map is moved by
+  ``result.moves.own`` and the partner's by ``result.moves.partner``, as
+  the images were, so the maps stay aligned with the mixed pixels.
 
   - ``hard=True``: each pixel takes the target of the image that owns it,
     its own where ``mask >= 0.5``, else the partner's. Int maps stay int
@@ -265,6 +283,8 @@ def mix_maps(result: MixResult, maps: jax.Array, *, hard: bool = False,
   _check_options(maps, hard, num_classes, ignore_value)
   partner = partner_maps(result, maps, across_devices=across_devices,
                          axis_name=axis_name)
+  if result.moves is not None:
+    maps = _moved(maps, result.moves.own, result.mask.ndim)
   mask = result.mask
   is_int = jnp.issubdtype(maps.dtype, jnp.integer)
   if hard:

@@ -28,6 +28,13 @@ layer: draw the result with a mixer, feed ``images`` (not
 ``result.images``) to the lower layers, mix their output here and train the
 upper layers on ``result.labels``.
 
+PuzzleMix (``result.moves`` not None) moved blocks of both images before
+the blend: spatial features whose grid the transport grid divides have
+their cells moved the same way (own by ``moves.own``, partner by
+``moves.partner``); a coarser grid, whose cells would cut the moved blocks,
+raises a ValueError; vectors ``(B, C)`` are mixed with ``lam`` (a moved
+image keeps its whole content).
+
 ResizeMix (``result.paste`` not None) pastes the whole partner resized into
 its box: the partner that shows there is not ``h[partner]`` at those cells,
 and no resize of features is defined, so spatial features raise a
@@ -41,6 +48,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
+from msda_jax._blocks import move_blocks
 # The ring rows live in _pairing (shared with _dense); _transmix imports
 # these names from here.
 from msda_jax._pairing import check_across as _check_across
@@ -109,7 +117,24 @@ def _check_hidden(result, h, where: str) -> jax.Array:
         f"h[partner] and spatial features cannot be mixed with its mask; got "
         f"h of shape {h.shape} with result.mask.shape = {mask_shape}. Mix "
         f"pooled (B, C) features (weight lam) or use a masking method")
+  if grid and result.moves is not None:
+    blocks = tuple(result.moves.own.shape[1:])
+    if len(blocks) != len(grid) or any(g % t for g, t in zip(grid, blocks)):
+      raise ValueError(
+          f"{where}: result moved blocks of a {blocks} grid before the blend "
+          f"(PuzzleMix's transport); features can follow the move only when "
+          f"that grid divides theirs, and h of shape {h.shape} has the grid "
+          f"{grid}. Mix features of a grid that {blocks} divides, or pooled "
+          f"(B, C) features (weight lam), or use transport=False")
   return h
+
+
+def _moved(result, h, which: str):
+  """Spatial ``h`` with its cells moved as the ``which`` ('own' or
+  'partner') image's blocks were; vectors and unmoved results as they are."""
+  if result.moves is None or h.ndim == 2:
+    return h
+  return jax.vmap(move_blocks)(h, getattr(result.moves, which))
 
 
 def hidden_mask(result: MixResult, h: jax.Array) -> jax.Array:
@@ -145,6 +170,10 @@ def partner_hidden(result: MixResult, h: jax.Array, *,
                    axis_name: str = "data") -> jax.Array:
   """Each sample's partner features: ``h[result.partner_index]``.
 
+  When the mixer moved blocks (PuzzleMix's transport, ``result.moves``),
+  spatial features have their cells moved by ``result.moves.partner``, as
+  the partner image was (the own features' move is :func:`mix_hidden`'s).
+
   ``partner_index`` is read modulo the batch of ``h``, as in
   :func:`~msda_jax.partner_maps`: a global index from
   :func:`~msda_jax.per_device` becomes the local row inside ``shard_map`` or
@@ -173,8 +202,9 @@ def partner_hidden(result: MixResult, h: jax.Array, *,
   """
   h = _check_hidden(result, h, "partner_hidden")
   across_devices = _check_across(across_devices, axis_name)
-  return _partner_rows(h, result.partner_index, across_devices=across_devices,
-                       axis_name=axis_name)
+  partner = _partner_rows(h, result.partner_index,
+                          across_devices=across_devices, axis_name=axis_name)
+  return _moved(result, partner, "partner")
 
 
 def mix_hidden(result: MixResult, h: jax.Array, *, across_devices: bool = False,
@@ -231,8 +261,9 @@ def mix_hidden(result: MixResult, h: jax.Array, *, across_devices: bool = False,
   across_devices = _check_across(across_devices, axis_name)
   weight = hidden_mask(result, h)
   weight = weight.reshape(*weight.shape, *[1] * (h.ndim - weight.ndim))
-  partner = _partner_rows(h, result.partner_index,
-                          across_devices=across_devices, axis_name=axis_name)
+  partner = partner_hidden(result, h, across_devices=across_devices,
+                           axis_name=axis_name)
+  h = _moved(result, h, "own")
   mixed = (weight * h.astype(jnp.float32)
            + (1.0 - weight) * partner.astype(jnp.float32))
   return mixed.astype(h.dtype)

@@ -25,6 +25,8 @@ def _jit_mixer(method, **options):
   of the same mixer would trace, lower and load it again)."""
   if method == "paste":
     mixer = msda_jax.mask_mixer(_paste_box, num_classes=K, **options)
+  elif method == "moving":
+    mixer = msda_jax.mask_mixer(_moving_blocks, num_classes=K, **options)
   elif method == "resizemix":
     from msda_jax._resizemix import resizemix
     mixer = resizemix(num_classes=K, **options)
@@ -72,6 +74,17 @@ def _paste_box(key, shape, lam):
     inside &= (i >= start[axis]) & (i < start[axis] + size[axis])
   mask = jnp.where(inside, 0.0, 1.0)
   return mask, jnp.mean(mask), msda_jax.PasteBox(start, size)
+
+
+def _moving_blocks(key, shape, lam):
+  """A test PuzzleMix: a soft mask, and blocks of a 2 x 3 grid moved in both
+  images before the blend (own reversed, partner's rows rotated)."""
+  del key
+  cols = jnp.linspace(0.1, 0.9, shape[1])
+  mask = jnp.broadcast_to(jnp.clip(cols + lam - 0.5, 0.0, 1.0), shape)
+  moves = msda_jax.BlockMoves(own=jnp.array([[5, 4, 3], [2, 1, 0]]),
+                              partner=jnp.array([[1, 2, 0], [4, 5, 3]]))
+  return mask, jnp.mean(mask), moves
 
 
 def _nearest_reference(image, start, size):
@@ -494,3 +507,26 @@ def test_ignore_value_in_uint8_maps_is_not_a_class():
   # Pixel (0, 0, 0): own label ignored, partner's (sample 1) is 3.
   np.testing.assert_allclose(t[0, 0, 0, 255], 0.0)
   np.testing.assert_allclose(t[0, 0, 0].sum(), 1 - m[0, 0, 0], atol=1e-6)
+
+
+def test_moved_blocks_carry_the_maps_with_them():
+  # Bugs: maps mixed where the pixels were before the transport (the own or
+  # the partner's move not applied to the maps, or each applied to the other
+  # map), so a PuzzleMix segmentation target would not match its image.
+  from msda_jax._blocks import move_blocks
+  images, labels, maps, _ = _batch(spatial=(8, 6))
+  out = _jit_mixer("moving", partner="permute")(jax.random.key(2), images,
+                                                labels)
+  p = np.asarray(out.partner_index)
+  assert (p != np.arange(len(p))).any()
+  # Float maps that are the images themselves mix into the mixed images.
+  np.testing.assert_allclose(np.asarray(_mix(out, images)),
+                             np.asarray(out.images), atol=1e-6)
+  # Int maps, hard: the owner's label at the moved position.
+  move = jax.vmap(lambda m, s: move_blocks(m[..., None], s)[..., 0])
+  own = np.asarray(move(maps, out.moves.own))
+  theirs = np.asarray(move(maps[p], out.moves.partner))
+  np.testing.assert_array_equal(
+      np.asarray(_mix(out, maps, hard=True)),
+      np.where(np.asarray(out.mask) >= 0.5, own, theirs))
+  np.testing.assert_array_equal(np.asarray(partner_maps(out, maps)), theirs)

@@ -262,3 +262,42 @@ def test_pass_through_result_across_devices_reads_its_own_rows():
   partner = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(),) + (batch,) * 3,
                                   out_specs=batch))(jax.random.key(0), x, y, h_s)
   np.testing.assert_array_equal(partner, h)
+
+
+def _np_moved(x, sources):
+  """NumPy: cell block g of one sample's (rows, cols, C) x taken from block
+  sources[g] (row-major) of a sources.shape grid."""
+  grid = sources.shape
+  fr, fc = x.shape[0] // grid[0], x.shape[1] // grid[1]
+  out = np.empty_like(x)
+  for g, s in enumerate(np.asarray(sources).ravel()):
+    (gr, gc), (sr, sc) = divmod(g, grid[1]), divmod(int(s), grid[1])
+    out[gr * fr:(gr + 1) * fr, gc * fc:(gc + 1) * fc] = (
+        x[sr * fr:(sr + 1) * fr, sc * fc:(sc + 1) * fc])
+  return out
+
+
+def test_moved_blocks_move_the_features_or_raise():
+  # Catches: features mixed where the image blocks were before PuzzleMix's
+  # transport (own or partner move not applied, or swapped), a grid the
+  # moved blocks do not tile mixed silently, and vectors refused.
+  # The mix reads only result.moves: a CutMix result given moves on a 2 x 3
+  # grid stands for PuzzleMix's without compiling its solver.
+  _, out = _result("cutmix", partner="roll")
+  rng = np.random.default_rng(8)
+  own = np.stack([rng.permutation(6).reshape(2, 3) for _ in range(B)])
+  theirs = np.stack([rng.permutation(6).reshape(2, 3) for _ in range(B)])
+  out = out._replace(moves=msda_jax.BlockMoves(own.astype(np.int32),
+                                               theirs.astype(np.int32)))
+  h = _features((B, 4, 3, C), seed=9)
+  _, m, p = _reference(out, h)
+  moved = np.stack([_np_moved(h[i], own[i]) for i in range(B)])
+  shown = np.stack([_np_moved(h[p[i]], theirs[i]) for i in range(B)])
+  mixed, partner, _ = _all(out, h)
+  np.testing.assert_allclose(partner, shown, atol=1e-6)
+  np.testing.assert_allclose(mixed, m * moved + (1 - m) * shown, atol=1e-5)
+  with pytest.raises(ValueError, match=r"moved blocks of a \(2, 3\) grid"):
+    mix_hidden(out, np.zeros((B, 1, 3, C), np.float32))
+  vectors = _features((B, C), seed=10)
+  np.testing.assert_allclose(_mix(out, vectors), _reference(out, vectors)[0],
+                             atol=1e-5)
