@@ -2,17 +2,65 @@
 
 Each config file builds its ConfigDict from these helpers and keeps its own
 protocol values, so ``--config.<field>=<value>`` overrides work as before.
-The mixing (``config.msda``) is not here: every config file writes out its
-own ``msda`` block, every field in place.
+The mixing block (``config.msda``) is built here once, from the methods'
+signatures (`msda_config`), so every option of every method is a field that
+``--config.msda.<option>=<value>`` can set; a config file passes only the
+values it changes.
 """
 
 from typing import Any
 
 import ml_collections
 
+import msda_jax
+
 __all__ = [
-    'apply_arg', 'base_config', 'data_config', 'model_config', 'smoke_fields'
+    'apply_arg', 'base_config', 'data_config', 'model_config', 'msda_config',
+    'smoke_fields'
 ]
+
+
+def msda_config(**values: Any) -> ml_collections.ConfigDict:
+  """The ``config.msda`` block: every field `msda_jax.from_config` reads.
+
+  One field per option of every built-in method (`msda_jax.config_fields`:
+  ``alpha``, ``mode``, ``prob``, ``partner``, ``label_smoothing``,
+  ``num_classes``, CutMix's ``minmax``, FMix's ``decay_power``, PuzzleMix's
+  ``block_num``, ``beta``, ...), so ``--config.msda.method=fmix
+  --config.msda.decay_power=2`` works from any config. A field no method
+  takes is an error of `from_config`; a field the chosen method does not
+  take is ignored, so ``--config.msda.method=X`` switches methods alone.
+  A None field (a typed placeholder, settable from the command line) means
+  the method's own default: ``alpha`` (GridMix U(0.1, 0.9), the others
+  Beta(1, 1)), ``num_classes`` (filled in from the dataset by
+  train/train.py). ``choices`` and ``probs`` (read by ``method='choice'``)
+  default to timm's recipe: CutMix (α 1) or Mixup (α 0.8), equal odds.
+
+  Args:
+    **values: the fields this config sets, e.g. ``method='hmix'``.
+
+  Returns:
+    The ``msda`` ConfigDict (``print`` it to see every field).
+
+  Raises:
+    ValueError: a value for a field that no method takes.
+  """
+  fields = msda_jax.config_fields()
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ValueError(f'msda_config: unknown field(s) {unknown}; the fields '
+                     f'are {sorted(fields)}')
+  block = {
+      name: (ml_collections.config_dict.placeholder(kind) if default is None
+             else default)
+      for name, (default, kind) in fields.items()
+  }
+  block.update(choices=(dict(method='cutmix', alpha=1.0),
+                        dict(method='mixup', alpha=0.8)),
+               probs=(0.5, 0.5))
+  config = ml_collections.ConfigDict(block)
+  config.update(values)
+  return config
 
 
 def data_config(name: str, *, image_size: int, channels: int, augment: str,

@@ -43,26 +43,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       batch_size=1024, eval_batch_size=1024, num_epochs=300,
       learning_rate=_learning_rate(1024), nesterov=False, weight_decay=1e-4,
       warmup_epochs=5, eval_every_epochs=10, checkpoint_every_steps=2000)
-  # The mixing, read by msda_jax.from_config. A field the chosen method does
-  # not take is ignored, so --config.msda.method=X switches methods alone.
-  config.msda = ml_collections.ConfigDict(dict(
-      method='hmix',  # Any msda_jax method name (cutmix, fmix, ...) or 'choice'.
-      alpha=1.0,  # lambda ~ Beta(alpha, alpha).
-      r=0.5,  # HMix: the box takes r (1 - lambda) of the image.
-      # CutMix: None, or timm's box side range, e.g. '(0.2, 0.8)'.
-      minmax=ml_collections.config_dict.placeholder(tuple),
-      exact_box=False,  # CutMix/HMix: True for timm 1.0.31's box rounding.
-      mode='elem',  # One lambda and mask per sample (or 'pair', 'batch').
-      prob=1.0,  # Probability that a sample is mixed at all.
-      partner='flip',  # Sample i mixes with B-1-i (or 'roll', 'permute').
-      label_smoothing=0.0,  # Applied to the one-hot labels before mixing.
-      # None: the dataset's number of classes (train/train.py fills it in).
-      num_classes=ml_collections.config_dict.placeholder(int),
-      # method='choice' only: timm's recipe, CutMix (alpha 1) or Mixup
-      # (alpha 0.8) with equal probability, per sample.
-      choices=(dict(method='cutmix', alpha=1.0),
-               dict(method='mixup', alpha=0.8)),
-      probs=(0.5, 0.5)))
+  # The mixing, read by msda_jax.from_config: a field for every option of
+  # every method (configs/common.py; print(config.msda) lists them), each
+  # method's own default where it is None. A field the chosen method does not
+  # take is ignored, so --config.msda.method=X switches methods alone.
+  config.msda = common.msda_config(method='hmix')
   smoke = common.smoke_fields(
       width=4, **{'data.image_size': 32, 'model.dtype': 'float32',
                   'learning_rate': _learning_rate(16), 'warmup_epochs': 0})

@@ -10,8 +10,8 @@ once, from the repository root: ``mkdir -p /tmp/cifar10-jpeg && tar -xzf
 ``--config.base.data.data_dir=ROOT``).
 
 ``study.methods`` and ``study.seeds`` set the grid; ``base`` is a full training
-config (configs/common.py helpers and its own ``msda`` block, written out in
-`get_config`, as configs/cifar10.py does) from which run ``(method, seed)``
+config (configs/common.py helpers and its ``msda`` block, with a field for
+every option of every method, as configs/cifar10.py has) from which run ``(method, seed)``
 takes everything but ``msda.method`` and ``seed``.
 Override any field from the command line, tuples in quotes:
 
@@ -155,24 +155,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # The cpu preset's 15 runs take about an hour on 2 quiet cores.
       seeds=(0, 1, 2) if preset == 'cpu' else (0, 1)))
   config.base = _PRESETS[preset]()
-  # The mixing of every run, read by msda_jax.from_config; run (method, seed)
-  # sets msda.method to its method (a field it does not take is ignored).
-  config.base.msda = ml_collections.ConfigDict(dict(
-      method='hmix',  # Replaced by each run's method (study.methods).
-      alpha=1.0,  # lambda ~ Beta(alpha, alpha).
-      r=0.5,  # HMix: the box takes r (1 - lambda) of the image.
-      # CutMix: None, or timm's box side range, e.g. '(0.2, 0.8)'.
-      minmax=ml_collections.config_dict.placeholder(tuple),
-      exact_box=False,  # CutMix/HMix: True for timm 1.0.31's box rounding.
-      mode='elem',  # One lambda and mask per sample (or 'pair', 'batch').
-      prob=1.0,  # Probability that a sample is mixed at all.
-      partner='flip',  # Sample i mixes with B-1-i (or 'roll', 'permute').
-      label_smoothing=0.0,  # Applied to the one-hot labels before mixing.
-      # None: the dataset's number of classes (train/train.py fills it in).
-      num_classes=ml_collections.config_dict.placeholder(int),
-      # method='choice' only: timm's recipe, CutMix (alpha 1) or Mixup
-      # (alpha 0.8) with equal probability, per sample.
-      choices=(dict(method='cutmix', alpha=1.0),
-               dict(method='mixup', alpha=0.8)),
-      probs=(0.5, 0.5)))
+  # The mixing of every run, read by msda_jax.from_config: a field for every
+  # option of every method (configs/common.py; print(config.base.msda) lists
+  # them); run (method, seed) sets msda.method to its method, and a field
+  # that method does not take is ignored.
+  config.base.msda = common.msda_config(method='hmix')
   return config

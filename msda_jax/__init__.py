@@ -17,7 +17,7 @@ Example:
 """
 
 from msda_jax._compose import choice
-from msda_jax._config import from_config
+from msda_jax._config import config_fields, from_config
 from msda_jax._dense import mix_maps, partner_maps, shard_mix_maps
 from msda_jax._engine import guided_mask_mixer, mask_mixer, uniform_mask
 from msda_jax._fmix import fmix, fmix_mask
@@ -53,6 +53,7 @@ __all__ = [
     "mixup", "cutmix", "hmix", "gmix", "fmix", "gridmix", "smoothmix",
     "resizemix", "saliencymix", "puzzlemix", "none",
     "mask_mixer", "guided_mask_mixer", "uniform_mask", "choice", "from_config",
+    "config_fields",
     # Dense targets (segmentation maps) mixed with the images' masks.
     "mix_maps", "partner_maps", "shard_mix_maps",
     # What the model sees: hidden features mixed with the images' masks

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Optional
 from msda_jax import _compose
 from msda_jax._mixer import Mixer
 
-__all__ = ["from_config", "BUILTIN_METHODS", "method_fields"]
+__all__ = ["from_config", "config_fields", "BUILTIN_METHODS", "method_fields"]
 
 Factory = Callable[..., Mixer]
 
@@ -121,6 +121,65 @@ def method_fields(factory: Callable, name: str = "factory") -> tuple:
         f"passes each option by its name), as in def {name}(*, alpha=1.0, "
         f"mode='elem', ...); got the parameters {bad} in {name}{signature}")
   return tuple(signature.parameters)
+
+
+def _field_type(params) -> type:
+  """The one type a config field holds: its defaults' type, else the first
+  class its annotations name (``Optional[int]`` -> int), else str."""
+  kinds = {type(p.default) for p in params
+           if p.default is not p.empty and p.default is not None}
+  if len(kinds) == 1:
+    return kinds.pop()
+  for p in params:
+    for arg in typing.get_args(p.annotation) or (p.annotation,):
+      origin = typing.get_origin(arg) or arg
+      if isinstance(origin, type) and origin not in (type(None), p.empty):
+        return origin
+  return str
+
+
+def config_fields(*, methods: Optional[Mapping[str, Factory]] = None
+                  ) -> dict[str, tuple[Any, type]]:
+  """Every field :func:`from_config` reads, with a default and a type.
+
+  The union of the methods' options (their factories' keyword-only
+  parameters), plus ``method``, ``choices`` and ``probs``. A field's
+  default is the one every method that takes it shares; None where they
+  differ (``alpha``: GridMix draws U(0.1, 0.9), the others Beta(1, 1)) or
+  have none (``num_classes``), and :func:`from_config` skips a None field,
+  so each method keeps its own default. The type is what the field holds
+  (for a typed placeholder, e.g. ``ml_collections``' ``placeholder(int)``,
+  so that ``--config.msda.num_classes=10`` can set it): the defaults'
+  type, else the first class the annotation names.
+
+  Args:
+    methods: more methods, name -> factory, merged over the built-ins (as
+      in :func:`from_config`).
+
+  Returns:
+    ``{field: (default or None, type)}``, ``method`` first, then the fields
+    in the order the methods (sorted by name) first name them.
+
+  Example:
+    >>> fields = config_fields()
+    >>> fields['decay_power'], fields['alpha'], fields['num_classes']
+    ((3.0, <class 'float'>), (None, <class 'float'>), (None, <class 'int'>))
+  """
+  table = {**BUILTIN_METHODS, **(methods or {})}
+  params: dict[str, list] = {}
+  for name in sorted(table):
+    method_fields(table[name], name)  # the same checks as from_config
+    for p in inspect.signature(table[name]).parameters.values():
+      params.setdefault(p.name, []).append(p)
+  fields: dict[str, tuple[Any, type]] = {"method": ("none", str)}
+  for name, ps in params.items():
+    defaults = {repr(p.default) for p in ps}
+    shared = ps[0].default if len(defaults) == 1 else None
+    fields[name] = (None if shared is inspect.Parameter.empty else shared,
+                    _field_type(ps))
+  fields["choices"] = (None, tuple)
+  fields["probs"] = (None, tuple)
+  return fields
 
 
 def _plain(value: Any) -> Any:

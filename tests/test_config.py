@@ -249,33 +249,63 @@ def test_int_labels_without_num_classes_and_bad_shapes_are_clear_errors():
 
 _CONFIGS = ["quickstart.py", "cifar10.py", "cifar100.py",
             "imagenet_resnet50.py", "study.py:smoke"]
-_MSDA_FIELDS = {"method", "alpha", "mode", "prob", "partner",
-                "label_smoothing", "num_classes"}
-
-
 @pytest.mark.parametrize("name", _CONFIGS)
-def test_config_files_write_out_msda_and_its_none_fields_take_overrides(name):
-  # Catches a config whose msda block lacks a field the launch commands
-  # override, and None fields that --config.msda.X=... cannot set (a plain
-  # None is not overridable from the command line; a typed placeholder is).
+def test_config_files_have_every_method_option_and_none_fields_take_overrides(
+    name):
+  # Catches a config whose msda block lacks an option of some method (the
+  # reported `--config.msda.method=fmix --config.msda.decay_power=2`
+  # AttributeError), and None fields that --config.msda.X=... cannot set (a
+  # plain None is not overridable from the command line; a typed placeholder
+  # is).
   path, _, arg = name.partition(":")
   prefix = "config.base.msda" if path == "study.py" else "config.msda"
-  argv = ["prog", f"--config={os.path.join(_REPO, 'configs', path)}"
-                  + (f":{arg}" if arg else ""),
-          f"--{prefix}.method=cutmix", f"--{prefix}.num_classes=7",
-          f"--{prefix}.minmax=(0.2, 0.8)"]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", flag_values=values, sys_argv=argv)
-  values(argv)
-  config = values.config
-  msda = config.base.msda if path == "study.py" else config.msda
-  assert _MSDA_FIELDS <= set(msda.keys())
+
+  def parse(*overrides):
+    argv = ["prog", f"--config={os.path.join(_REPO, 'configs', path)}"
+                    + (f":{arg}" if arg else ""),
+            *[f"--{prefix}.{o}" for o in overrides]]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=values,
+                                    sys_argv=argv)
+    values(argv)
+    return values.config.base.msda if path == "study.py" else (
+        values.config.msda)
+
+  msda = parse("method=cutmix", "num_classes=7", "minmax=(0.2, 0.8)")
+  assert set(msda_jax.config_fields()) <= set(msda.keys())
   assert msda.num_classes == 7 and msda.minmax == (0.2, 0.8)
   assert msda_jax.from_config(msda) == msda_jax.cutmix(
       num_classes=7, minmax=(0.2, 0.8))
-  # The switch methods the docstrings name all build from the same block.
-  for method in ("mixup", "hmix", "gmix", "none", "choice"):
-    msda_jax.from_config(dict(msda.to_dict(), method=method))
+  msda = parse("method=fmix", "decay_power=2", "block_num=4")
+  assert msda_jax.from_config(dict(msda, num_classes=3)) == msda_jax.fmix(
+      num_classes=3, decay_power=2.0)
+  # Every method builds from the same block, with its own defaults.
+  for method in [*msda_jax._config.BUILTIN_METHODS, "choice"]:
+    built = msda_jax.from_config(dict(msda.to_dict(), method=method,
+                                      num_classes=3, decay_power=3.0,
+                                      block_num=None))
+    if method != "choice":
+      assert built == getattr(msda_jax, method)(num_classes=3), method
+
+
+def test_config_fields_share_defaults_and_leave_differing_ones_to_the_method():
+  # Catches: a shared default that is not every method's (alpha: GridMix's
+  # U(0.1, 0.9) vs Beta(1, 1)) forced on all of them, a placeholder type
+  # that the flag parser cannot fill (num_classes), a user method's option
+  # missing.
+  def stripe(*, alpha: float = 1.0, num_classes=None, width: int = 2):
+    return msda_jax.mixup(alpha=alpha, num_classes=num_classes)
+
+  fields = msda_jax.config_fields(methods=dict(stripe=stripe))
+  assert list(fields)[0] == "method"
+  assert fields["alpha"] == (None, float)
+  assert fields["num_classes"] == (None, int)
+  assert fields["minmax"] == (None, tuple)
+  assert fields["decay_power"] == (3.0, float)
+  assert fields["transport"] == (True, bool)
+  assert fields["width"] == (2, int)
+  with pytest.raises(ValueError, match="keyword-only"):
+    msda_jax.config_fields(methods=dict(bad=lambda alpha=1.0: None))
 
 
 def test_training_fills_num_classes_from_the_dataset_and_checks_a_given_one():

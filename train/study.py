@@ -473,6 +473,10 @@ def _format(value: float | None, scale: float, decimals: int) -> str:
   return '–' if value is None else f'{scale * value:.{decimals}f}'
 
 
+def _alpha_text(alpha) -> str:
+  return "each method's default" if alpha is None else str(alpha)
+
+
 def _protocol(base: ml_collections.ConfigDict) -> list[str]:
   data, model = base.data, base.model
   dataset = data.name + (f' ({data.data_dir})' if data.data_dir else '')
@@ -495,7 +499,8 @@ def _protocol(base: ml_collections.ConfigDict) -> list[str]:
       f'{base.learning_rate} ({base.optimizer}, momentum {base.momentum}, '
       f'nesterov {base.nesterov}, weight decay {base.weight_decay}, '
       f'{base.lr_schedule} schedule, warm-up {base.warmup_epochs} epochs)',
-      f'- mixing: alpha {msda.alpha}, r {msda.r}, mode {msda.mode}, prob '
+      f'- mixing: alpha {_alpha_text(msda.alpha)}, r {msda.r}, mode '
+      f'{msda.mode}, prob '
       f'{msda.prob}, partner {msda.partner}, label smoothing '
       f'{msda.label_smoothing}',
       f'- evaluation: every {base.eval_every_epochs} epochs on {evaluation}',
